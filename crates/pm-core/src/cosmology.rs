@@ -1,0 +1,329 @@
+//! Cosmological parameters and the background expansion (no radiation).
+//!
+//! Computes, for a scale factor `a` (dimensionless, a = 1 today), the dimensionless Hubble rate
+//! `E(a) = H(a)/H0` and its logarithmic slope, the matter fraction `Ω_m(a)` and the CPL dark-energy
+//! equation of state (docs/cosmology.md eqs. 1–5):
+//!
+//! `E(a)² = Ω_m a⁻³ + Ω_k a⁻² + Ω_de ρ_de(a)/ρ_de(1)`, with Ω_de = 1 − Ω_m − Ω_k and the CPL
+//! dark energy `w(a) = w0 + wa (1 − a)`, `ρ_de(a)/ρ_de(1) = a^{−3(1+w0+wa)} exp(−3 wa (1 − a))`.
+//! No radiation (matter + dark energy), as PM codes integrate (docs/physics.md §1).
+//! Everything here is `f64`; lengths in Mpc/h, time in 1/H0.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// The Hubble distance c/H0 in Mpc/h (c = 299 792.458 km/s, H0 = 100 h km/s/Mpc).
+pub const C_OVER_H0: f64 = 2997.92458;
+
+/// Differentiable cosmological parameters (also their own cotangent type: a gradient comes back
+/// as a `Cosmology` whose fields are ∂L/∂(that parameter)).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cosmology {
+    /// Total matter density today Ω_m (dimensionless).
+    pub omega_m: f64,
+    /// Baryon density today Ω_b (dimensionless), enters the transfer function only.
+    pub omega_b: f64,
+    /// Dimensionless Hubble parameter h = H0 / (100 km/s/Mpc).
+    pub h: f64,
+    /// Scalar spectral index n_s.
+    pub n_s: f64,
+    /// σ_8: rms linear overdensity in top-hat spheres of 8 Mpc/h at a = 1 (normalisation), if used.
+    pub sigma8: Option<f64>,
+    /// A_s: primordial curvature amplitude at k_pivot = 0.05 /Mpc (normalisation), if used.
+    pub a_s: Option<f64>,
+    /// Dark energy equation of state today, w0.
+    pub w0: f64,
+    /// Dark energy equation of state slope, wa (w = w0 + wa (1 − a)).
+    pub wa: f64,
+    /// Curvature density Ω_k (0 = flat).
+    pub omega_k: f64,
+    /// CMB temperature today in K (enters the Eisenstein–Hu transfer function only).
+    pub t_cmb: f64,
+}
+
+impl Default for Cosmology {
+    /// Planck-2018-like flat ΛCDM (the reference cosmology "A" of `shared/reference`).
+    fn default() -> Self {
+        Self::planck18()
+    }
+}
+
+impl Cosmology {
+    /// Planck-2018-like flat ΛCDM: Ω_m = 0.3111, Ω_b = 0.049, h = 0.6766, n_s = 0.9665,
+    /// σ_8 = 0.8102, w0 = −1, wa = 0, T_cmb = 2.7255 K.
+    pub fn planck18() -> Self {
+        Cosmology {
+            omega_m: 0.3111,
+            omega_b: 0.049,
+            h: 0.6766,
+            n_s: 0.9665,
+            sigma8: Some(0.8102),
+            a_s: None,
+            w0: -1.0,
+            wa: 0.0,
+            omega_k: 0.0,
+            t_cmb: 2.7255,
+        }
+    }
+}
+
+/// The few background numbers that E(a) needs, copied out of a [`Cosmology`] so that tables built
+/// from it (e.g. `Growth`) own them and stay `'static`. docs/cosmology.md eqs. 1–5.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Background {
+    pub(crate) omega_m: f64,
+    pub(crate) omega_k: f64,
+    pub(crate) omega_de: f64,
+    pub(crate) w0: f64,
+    pub(crate) wa: f64,
+}
+
+impl Background {
+    pub(crate) fn of(c: &Cosmology) -> Self {
+        Background {
+            omega_m: c.omega_m,
+            omega_k: c.omega_k,
+            omega_de: 1.0 - c.omega_m - c.omega_k,
+            w0: c.w0,
+            wa: c.wa,
+        }
+    }
+    /// w(a), eq. 2.
+    #[inline]
+    pub(crate) fn w(&self, a: f64) -> f64 {
+        self.w0 + self.wa * (1.0 - a)
+    }
+    /// ρ_de(a)/ρ_de(1), eq. 3 (exactly 1 for a cosmological constant).
+    #[inline]
+    pub(crate) fn de_density_ratio(&self, a: f64) -> f64 {
+        if self.w0 == -1.0 && self.wa == 0.0 {
+            return 1.0;
+        }
+        (-3.0 * (1.0 + self.w0 + self.wa) * a.ln() - 3.0 * self.wa * (1.0 - a)).exp()
+    }
+    /// E²(a), eq. 1.
+    #[inline]
+    pub(crate) fn e2(&self, a: f64) -> f64 {
+        let ia = 1.0 / a;
+        self.omega_m * ia * ia * ia
+            + self.omega_k * ia * ia
+            + self.omega_de * self.de_density_ratio(a)
+    }
+    /// (E², dlnE/dlna), eq. 4, sharing the work.
+    #[inline]
+    pub(crate) fn e2_and_dlne(&self, a: f64) -> (f64, f64) {
+        let ia = 1.0 / a;
+        let m = self.omega_m * ia * ia * ia;
+        let k = self.omega_k * ia * ia;
+        let de = self.omega_de * self.de_density_ratio(a);
+        let e2 = m + k + de;
+        let de2 = -3.0 * m - 2.0 * k - 3.0 * (1.0 + self.w(a)) * de;
+        (e2, 0.5 * de2 / e2)
+    }
+}
+
+impl Cosmology {
+    /// Checks every parameter and returns the first problem as [`Error::Invalid`] naming the field
+    /// (`cosmology.omega_m`, …) and what would be accepted.
+    ///
+    /// Rules: all values finite; Ω_m > 0; 0 < Ω_b < Ω_m; h > 0; σ_8 > 0 and A_s > 0 when given;
+    /// T_cmb > 0 K; and E²(a) > 0 (a real, positive expansion rate) on a log grid of a from 1e-8 to
+    /// 10. Whether exactly one of σ_8 / A_s is given is checked where it matters
+    /// (`LinearPower::new`), not here.
+    pub fn validate(&self) -> Result<()> {
+        const POS: &str = "a positive finite number";
+        let pos = |field: &str, v: f64| -> Result<()> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::invalid(format!("cosmology.{field}"), v, POS))
+            }
+        };
+        let fin = |field: &str, v: f64| -> Result<()> {
+            if v.is_finite() {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    format!("cosmology.{field}"),
+                    v,
+                    "a finite number",
+                ))
+            }
+        };
+        pos("omega_m", self.omega_m)?;
+        pos("omega_b", self.omega_b)?;
+        if self.omega_b >= self.omega_m {
+            return Err(Error::invalid(
+                "cosmology.omega_b",
+                self.omega_b,
+                format!(
+                    "a positive number below omega_m = {} (baryons are part of the matter)",
+                    self.omega_m
+                ),
+            ));
+        }
+        pos("h", self.h)?;
+        fin("n_s", self.n_s)?;
+        if let Some(s8) = self.sigma8 {
+            pos("sigma8", s8)?;
+        }
+        if let Some(a_s) = self.a_s {
+            pos("a_s", a_s)?;
+        }
+        fin("w0", self.w0)?;
+        fin("wa", self.wa)?;
+        fin("omega_k", self.omega_k)?;
+        pos("t_cmb", self.t_cmb)?;
+        // E²(a) > 0 on a grid covering early times, today and the future up to a = 10.
+        let bg = Background::of(self);
+        let n = 1000;
+        let (lo, hi) = (1e-8f64.ln(), 10f64.ln());
+        for i in 0..=n {
+            let a = (lo + (hi - lo) * i as f64 / n as f64).exp();
+            let e2 = bg.e2(a);
+            if !(e2.is_finite() && e2 > 0.0) {
+                return Err(Error::invalid(
+                    "cosmology",
+                    format!("omega_m = {}, omega_k = {}, w0 = {}, wa = {}", self.omega_m, self.omega_k, self.w0, self.wa),
+                    format!(
+                        "parameters with E(a)^2 > 0 for 1e-8 <= a <= 10 (E^2 = {e2:e} at a = {a:.4e}): \
+                         reduce omega_k or the dark-energy density, or change w0/wa"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Dark-energy density today Ω_de = 1 − Ω_m − Ω_k (dimensionless). docs/cosmology.md eq. 1.
+    pub fn omega_de(&self) -> f64 {
+        1.0 - self.omega_m - self.omega_k
+    }
+
+    /// CPL dark-energy equation of state w(a) = w0 + wa (1 − a) (dimensionless; `a` is the scale
+    /// factor). docs/cosmology.md eq. 2.
+    pub fn w(&self, a: f64) -> f64 {
+        Background::of(self).w(a)
+    }
+
+    /// ρ_de(a)/ρ_de(1) = a^{−3(1+w0+wa)} exp(−3 wa (1 − a)) (dimensionless). docs/cosmology.md
+    /// eq. 3.
+    pub fn de_density_ratio(&self, a: f64) -> f64 {
+        Background::of(self).de_density_ratio(a)
+    }
+
+    /// E²(a) = (H/H0)² = Ω_m a⁻³ + Ω_k a⁻² + Ω_de ρ_de(a)/ρ_de(1) (dimensionless, no radiation).
+    /// docs/cosmology.md eq. 1.
+    pub fn e2(&self, a: f64) -> f64 {
+        Background::of(self).e2(a)
+    }
+
+    /// E(a) = H(a)/H0 (dimensionless). docs/cosmology.md eq. 1.
+    pub fn e(&self, a: f64) -> f64 {
+        self.e2(a).sqrt()
+    }
+
+    /// d ln E / d ln a (dimensionless) = [−3 Ω_m a⁻³ − 2 Ω_k a⁻² − 3 (1 + w(a)) Ω_de ρ_de(a)/ρ_de(1)]
+    /// / (2 E²). docs/cosmology.md eq. 4.
+    pub fn dlne_dlna(&self, a: f64) -> f64 {
+        Background::of(self).e2_and_dlne(a).1
+    }
+
+    /// Matter density parameter at scale factor `a`: Ω_m(a) = Ω_m a⁻³ / E²(a) (dimensionless).
+    /// docs/cosmology.md eq. 5.
+    pub fn omega_m_a(&self, a: f64) -> f64 {
+        self.omega_m / (a * a * a * self.e2(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str) -> Vec<Vec<f64>> {
+        let path = format!("{}/tests/reference/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn e_matches_background_table() {
+        let c = Cosmology::planck18();
+        c.validate().unwrap();
+        let mut worst = 0.0f64;
+        for row in table("background.txt") {
+            let (a, e_ref) = (row[0], row[2]);
+            worst = worst.max((c.e(a) / e_ref - 1.0).abs());
+        }
+        eprintln!("max |E/E_mL - 1| = {worst:.3e}");
+        assert!(worst < 1e-10, "E(a) deviates by {worst:e}");
+        assert_eq!(c.e(1.0), 1.0);
+    }
+
+    #[test]
+    fn derivatives_match_finite_differences() {
+        let mut c = Cosmology::planck18();
+        c.w0 = -0.9;
+        c.wa = 0.3;
+        c.omega_k = 0.02;
+        c.validate().unwrap();
+        for &a in &[0.01, 0.1, 0.5, 1.0, 3.0] {
+            let h: f64 = 1e-5;
+            let fd = (c.e(h.exp() * a).ln() - c.e((-h).exp() * a).ln()) / (2.0 * h);
+            assert!(
+                (fd - c.dlne_dlna(a)).abs() < 1e-8,
+                "a = {a}: {fd} vs {}",
+                c.dlne_dlna(a)
+            );
+            // ρ_de ∝ exp(−3 ∫ (1 + w) dln a)
+            let fd = (c.de_density_ratio(h.exp() * a).ln()
+                - c.de_density_ratio((-h).exp() * a).ln())
+                / (2.0 * h);
+            assert!((fd + 3.0 * (1.0 + c.w(a))).abs() < 1e-8);
+        }
+        assert!((c.de_density_ratio(1.0) - 1.0).abs() < 1e-15);
+        // Ω_m(a) + Ω_k(a) + Ω_de(a) = 1
+        let a = 0.4;
+        let sum = c.omega_m_a(a)
+            + c.omega_k / (a * a * c.e2(a))
+            + c.omega_de() * c.de_density_ratio(a) / c.e2(a);
+        assert!((sum - 1.0).abs() < 1e-14);
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let check = |f: &dyn Fn(&mut Cosmology), field: &str| {
+            let mut c = Cosmology::planck18();
+            f(&mut c);
+            let err = c.validate().unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(field), "{msg} should name {field}");
+            assert!(msg.contains("expected"), "{msg}");
+        };
+        check(&|c| c.omega_m = -0.1, "cosmology.omega_m");
+        check(&|c| c.omega_m = f64::NAN, "cosmology.omega_m");
+        check(&|c| c.omega_b = 0.0, "cosmology.omega_b");
+        check(&|c| c.omega_b = 0.4, "cosmology.omega_b");
+        check(&|c| c.h = 0.0, "cosmology.h");
+        check(&|c| c.n_s = f64::INFINITY, "cosmology.n_s");
+        check(&|c| c.sigma8 = Some(-1.0), "cosmology.sigma8");
+        check(&|c| c.a_s = Some(0.0), "cosmology.a_s");
+        check(&|c| c.t_cmb = 0.0, "cosmology.t_cmb");
+        check(&|c| c.w0 = f64::NAN, "cosmology.w0");
+        // A closed universe that recollapses before a = 10: E² < 0 somewhere.
+        check(&|c| c.omega_k = -2.0, "cosmology");
+        // Phantom-crossing dark energy with negative density that dominates early.
+        check(
+            &|c| {
+                c.omega_k = 1.0;
+                c.w0 = 1.0
+            },
+            "cosmology",
+        );
+        assert!(Cosmology::planck18().validate().is_ok());
+    }
+}

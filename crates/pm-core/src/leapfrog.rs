@@ -1,0 +1,164 @@
+//! The FastPM kick–drift–kick leapfrog (Feng et al. 2016, arXiv:1603.00476), growth-aware.
+//!
+//! State: displacements `s` (Mpc/h) and canonical momenta `p = a² dx/dτ` (Mpc/h, τ = H0 t).
+//! With `F = (3/2) Ω_m / a · A` the force from the normalised PM acceleration `A = −∇∇⁻²δ`
+//! (gravity.rs), the FastPM factors (docs/physics.md eqs. 5.1–5.3) are
+//! ```text
+//!   kick   a₀→a₁ with the force at a_c:  p += F(a_c) · [g_p(a₁) − g_p(a₀)] / g_f(a_c)
+//!   drift  a₀→a₁ with the momentum at a_c: s += p · [D₁(a₁) − D₁(a₀)] / g_p(a_c)
+//! ```
+//! `g_p = a² E dD₁/dlna`, `g_f = dg_p/dτ` (docs/cosmology.md). For the Zel'dovich solution
+//! `s = D₁ s₁`, `p = g_p s₁`, `A = D₁ s₁` both updates are exact for any step size.
+//!
+//! A KDK step from `a_i` to `a_{i+1}` with `a_h` the midpoint (in the stepping variable):
+//! kick(a_i→a_h, force at a_i), drift(a_i→a_{i+1}, momentum at a_h), force at a_{i+1},
+//! kick(a_h→a_{i+1}, force at a_{i+1}). One force evaluation per step.
+//!
+//! **Adjoints.** Kick `p += K A` and drift `s += Δ p` are linear in (s, p) with unit Jacobian
+//! determinant; their VJPs are `Ā += K p̄` and `p̄ += Δ s̄` (docs/adjoint.md eqs. L1–L2),
+//! provided here as [`kick`]/[`drift`] applied to the cotangents with the roles swapped.
+
+use crate::float::Real;
+use crate::growth::Growth;
+use rayon::prelude::*;
+
+pub use crate::config::Spacing;
+
+/// Growth-aware FastPM time-step coefficients for one cosmology.
+#[derive(Clone, Debug)]
+pub struct Stepper {
+    growth: Growth,
+    omega_m: f64,
+}
+
+impl Stepper {
+    /// Coefficients from the growth tables and Ω_m (the force prefactor (3/2) Ω_m / a).
+    pub fn new(growth: Growth, omega_m: f64) -> Self {
+        Stepper { growth, omega_m }
+    }
+    /// The growth tables.
+    pub fn growth(&self) -> &Growth {
+        &self.growth
+    }
+    /// Multiplier of the normalised acceleration `A(a_c)` in a kick from `a0` to `a1`:
+    /// `(3/2) Ω_m / a_c · [g_p(a1) − g_p(a0)] / g_f(a_c)` (dimensionless).
+    pub fn kick_factor(&self, a0: f64, a1: f64, ac: f64) -> f64 {
+        1.5 * self.omega_m / ac * (self.growth.gp(a1) - self.growth.gp(a0)) / self.growth.gf(ac)
+    }
+    /// Multiplier of the momentum `p(a_c)` in a drift from `a0` to `a1`:
+    /// `[D₁(a1) − D₁(a0)] / g_p(a_c)` (dimensionless in H0 = 1 units).
+    pub fn drift_factor(&self, a0: f64, a1: f64, ac: f64) -> f64 {
+        (self.growth.d1(a1) - self.growth.d1(a0)) / self.growth.gp(ac)
+    }
+    /// Peculiar velocity in km/s of canonical momentum `p` at scale factor `a`: `v = 100 p / a`
+    /// (H0 = 100 h km/s/Mpc, lengths in Mpc/h).
+    pub fn velocity_factor(a: f64) -> f64 {
+        100.0 / a
+    }
+}
+
+/// Midpoint of a step in the stepping variable.
+pub fn midpoint(a0: f64, a1: f64, spacing: Spacing) -> f64 {
+    match spacing {
+        Spacing::A => 0.5 * (a0 + a1),
+        Spacing::LogA => (a0 * a1).sqrt(),
+    }
+}
+
+/// Step boundaries from `a_start` to `a_stop`: `steps` uniform steps (in a or ln a), with each
+/// snapshot scale factor inserted as an extra boundary if it is not already one (a step is ended
+/// there). Returns strictly increasing values from a_start to a_stop.
+pub fn step_boundaries(a_start: f64, a_stop: f64, steps: usize, spacing: Spacing, snapshots: &[f64]) -> Vec<f64> {
+    assert!(steps >= 1 && a_start < a_stop, "step_boundaries: invalid range");
+    let mut b: Vec<f64> = (0..=steps)
+        .map(|i| {
+            let t = i as f64 / steps as f64;
+            match spacing {
+                Spacing::A => a_start + (a_stop - a_start) * t,
+                Spacing::LogA => (a_start.ln() + (a_stop.ln() - a_start.ln()) * t).exp(),
+            }
+        })
+        .collect();
+    b[steps] = a_stop;
+    let tol = 1e-9 * (a_stop - a_start);
+    for &s in snapshots {
+        if !b.iter().any(|x| (x - s).abs() <= tol) {
+            b.push(s);
+        }
+    }
+    b.sort_by(|x, y| x.partial_cmp(y).expect("finite step boundaries"));
+    // Snap snapshot values exactly so equality tests on a are reliable.
+    for &s in snapshots {
+        if let Some(x) = b.iter_mut().find(|x| (**x - s).abs() <= tol) {
+            *x = s;
+        }
+    }
+    b
+}
+
+/// Kick: `p += factor · A` for every particle.
+pub fn kick<T: Real>(mom: &mut [[T; 3]], accel: &[[T; 3]], factor: f64) {
+    let f = T::of(factor);
+    mom.par_iter_mut().zip(accel.par_iter()).for_each(|(p, a)| {
+        for d in 0..3 {
+            p[d] += f * a[d];
+        }
+    });
+}
+
+/// Drift: `s += factor · p` for every particle.
+pub fn drift<T: Real>(disp: &mut [[T; 3]], mom: &[[T; 3]], factor: f64) {
+    let f = T::of(factor);
+    disp.par_iter_mut().zip(mom.par_iter()).for_each(|(s, p)| {
+        for d in 0..3 {
+            s[d] += f * p[d];
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cosmology::Cosmology;
+
+    #[test]
+    fn zeldovich_solution_is_exact_for_any_steps() {
+        // One particle, linear force A = D₁(a) s₁ (the Zel'dovich force): the KDK integration
+        // with the FastPM factors reproduces s = D₁ s₁, p = g_p s₁ to rounding for 1..5 steps.
+        let c = Cosmology::planck18();
+        let g = Growth::new(&c, 1.0).unwrap();
+        let st = Stepper::new(g.clone(), c.omega_m);
+        let s1 = 3.7;
+        for steps in [1usize, 2, 5] {
+            for spacing in [Spacing::A, Spacing::LogA] {
+                let b = step_boundaries(0.02, 1.0, steps, spacing, &[]);
+                let mut s = [[g.d1(0.02) * s1, 0.0, 0.0]];
+                let mut p = [[g.gp(0.02) * s1, 0.0, 0.0]];
+                for w in b.windows(2) {
+                    let (a0, a1) = (w[0], w[1]);
+                    let ah = midpoint(a0, a1, spacing);
+                    kick(&mut p, &[[g.d1(a0) * s1, 0.0, 0.0]], st.kick_factor(a0, ah, a0));
+                    drift(&mut s, &p, st.drift_factor(a0, a1, ah));
+                    let acc = [[s[0][0], 0.0, 0.0]]; // A = D₁ s₁ = s for the ZA solution
+                    kick(&mut p, &acc, st.kick_factor(ah, a1, a1));
+                }
+                let want = g.d1(1.0) * s1;
+                assert!((s[0][0] - want).abs() < 1e-10 * want, "steps {steps}: {} vs {want}", s[0][0]);
+                assert!((p[0][0] - g.gp(1.0) * s1).abs() < 1e-10 * g.gp(1.0) * s1);
+            }
+        }
+    }
+
+    #[test]
+    fn boundaries_include_snapshots() {
+        let b = step_boundaries(0.1, 1.0, 3, Spacing::A, &[0.5, 0.7, 1.0]);
+        // Uniform boundaries 0.1, 0.4, 0.7, 1.0; 0.7 and 1.0 are already there, 0.5 is added.
+        assert_eq!(b, vec![0.1, 0.4, 0.5, 0.7, 1.0]);
+        assert!(b.contains(&0.5) && b.contains(&0.7) && b[0] == 0.1 && *b.last().unwrap() == 1.0);
+        assert!(b.windows(2).all(|w| w[1] > w[0]));
+        let c = step_boundaries(0.1, 1.0, 3, Spacing::A, &[0.4]);
+        assert_eq!(c.len(), 4, "0.4 is already a boundary: {c:?}");
+        let l = step_boundaries(0.01, 1.0, 2, Spacing::LogA, &[]);
+        assert!((l[1] - 0.1).abs() < 1e-15 && l[2] == 1.0, "{l:?}");
+    }
+}

@@ -1,0 +1,227 @@
+//! Lagrangian perturbation theory displacements (docs/physics.md §3).
+//!
+//! Sign convention (the one of `shared/reference/growth_D2.txt`): with `∇²φ₁ = δ_L` (a = 1),
+//! ```text
+//!   x = q + D₁(a) s₁ + D₂(a) s₂,   s₁ = −∇φ₁,   s₂ = +∇φ₂,
+//!   ∇²φ₂ = Σ_{i>j} (φ₁,ii φ₁,jj − φ₁,ij²),        D₂ ≈ −3/7 D₁² < 0,
+//! ```
+//! so `s₁(k) = i k δ(k)/k²` and `s₂(k) = −i k S(k)/k²` with `S` the source above
+//! (φ₁,ij(k) = k_i k_j δ(k)/k²). The second-order density at a point of isotropic compression is
+//! then `δ = D₁δ_L + (17/21) D₁² δ_L²` (tested below). Canonical momenta `p = a² dx/dτ`
+//! (τ = H0 t): `p = g_p(a) s₁ + g_p2(a) s₂`, with `g_p = a² E dD₁/dlna` (docs/cosmology.md).
+//!
+//! Odd derivatives zero the Nyquist index of their axis (a real field has no imaginary Nyquist
+//! mode); even ones (`k_i²`) keep it. All fields live on the particle grid (n per side).
+
+use crate::fft::Fft3;
+use crate::float::{Real, C};
+use crate::mesh::MeshGeom;
+use rayon::prelude::*;
+
+pub use crate::config::LptOrder;
+
+/// LPT displacement fields at unit growth: `s₁` and (2LPT) `s₂`, per particle (Mpc/h).
+#[derive(Clone, Debug)]
+pub struct LptFields<T: Real> {
+    /// First-order displacement field `s₁ = −∇φ₁` (multiply by D₁(a)).
+    pub s1: Vec<[T; 3]>,
+    /// Second-order field `s₂ = ∇φ₂` (multiply by D₂(a) < 0); `None` for 1LPT.
+    pub s2: Option<Vec<[T; 3]>>,
+}
+
+/// Derivative factor `i k` of index `i` on axis of `geom` (0 at Nyquist), full or half axis.
+fn kvec(geom: &MeshGeom, ix: usize, iy: usize, iz: usize) -> ([f64; 3], [f64; 3]) {
+    let k = [geom.k_of(ix), geom.k_of(iy), geom.kz_of(iz)];
+    let odd = [
+        if geom.is_nyquist(ix) { 0.0 } else { k[0] },
+        if geom.is_nyquist(iy) { 0.0 } else { k[1] },
+        if geom.is_nyquist(iz) { 0.0 } else { k[2] },
+    ];
+    (k, odd)
+}
+
+/// Fills `out(k) = f(k, odd_k, src(k))` over the half spectrum in parallel.
+fn map_k<T: Real>(geom: &MeshGeom, src: &[C<T>], out: &mut [C<T>], f: impl Fn([f64; 3], [f64; 3], C<T>) -> C<T> + Sync) {
+    let n = geom.m;
+    let nc = geom.mc();
+    out.par_chunks_mut(n * nc).zip(src.par_chunks(n * nc)).enumerate().for_each(|(ix, (o, s))| {
+        for iy in 0..n {
+            for iz in 0..nc {
+                let (k, odd) = kvec(geom, ix, iy, iz);
+                o[iy * nc + iz] = f(k, odd, s[iy * nc + iz]);
+            }
+        }
+    });
+}
+
+/// `i·c·v` for a real coefficient c.
+#[inline(always)]
+fn i_times<T: Real>(c: f64, v: C<T>) -> C<T> {
+    let c = T::of(c);
+    C::new(-v.im * c, v.re * c)
+}
+
+/// Gradient `∇ψ` at the grid points from `ψ(k)·h(k)` given by `coef`: returns the three real
+/// components of `IDFT[i k_d · coef(k) · src(k)] / n³` interleaved per particle.
+fn gradient_field<T: Real>(geom: &MeshGeom, fft: &Fft3<T>, src: &[C<T>], coef: impl Fn(f64) -> f64 + Sync + Copy) -> Vec<[T; 3]> {
+    let nr = geom.n_cells();
+    let norm = T::of(1.0 / nr as f64);
+    let mut out = vec![[T::zero(); 3]; nr];
+    let mut tmp = vec![C::default(); geom.n_complex()];
+    let mut real = vec![T::zero(); nr];
+    for d in 0..3 {
+        map_k(geom, src, &mut tmp, |k, odd, v| {
+            let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
+            if k2 == 0.0 {
+                C::default()
+            } else {
+                i_times(odd[d] * coef(k2), v)
+            }
+        });
+        fft.inverse(&mut tmp, &mut real);
+        out.par_iter_mut().zip(real.par_iter()).for_each(|(o, r)| o[d] = *r * norm);
+    }
+    out
+}
+
+/// LPT displacement fields from the linear modes `δ_L(k)` at a = 1 on the particle grid
+/// (`geom.m` = particles per side, `fft` of that size).
+pub fn lpt_fields<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, order: LptOrder) -> LptFields<T> {
+    assert_eq!(delta_k.len(), geom.n_complex(), "lpt_fields: δ(k) length");
+    // s₁(k) = i k δ(k)/k²
+    let s1 = gradient_field(geom, fft, delta_k, |k2| 1.0 / k2);
+    if order == LptOrder::One {
+        return LptFields { s1, s2: None };
+    }
+    let nr = geom.n_cells();
+    let norm = T::of(1.0 / nr as f64);
+    let mut tmp = vec![C::default(); geom.n_complex()];
+    // φ₁,ij(x) = IDFT[k_i k_j δ/k²]/n³ (diagonal terms keep the Nyquist modes).
+    let second = |i: usize, j: usize, tmp: &mut Vec<C<T>>| -> Vec<T> {
+        map_k(geom, delta_k, tmp, |k, odd, v| {
+            let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
+            if k2 == 0.0 {
+                return C::default();
+            }
+            let kk = if i == j { k[i] * k[i] } else { odd[i] * odd[j] };
+            v * T::of(kk / k2)
+        });
+        let mut out = vec![T::zero(); nr];
+        fft.inverse(tmp, &mut out);
+        out.par_iter_mut().for_each(|x| *x *= norm);
+        out
+    };
+    let pxx = second(0, 0, &mut tmp);
+    let pyy = second(1, 1, &mut tmp);
+    let pzz = second(2, 2, &mut tmp);
+    let mut src: Vec<T> = (0..nr).into_par_iter().map(|c| pxx[c] * pyy[c] + pxx[c] * pzz[c] + pyy[c] * pzz[c]).collect();
+    drop((pxx, pyy, pzz));
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        let pij = second(i, j, &mut tmp);
+        src.par_iter_mut().zip(pij.par_iter()).for_each(|(s, p)| *s -= *p * *p);
+    }
+    let mut src_k = vec![C::default(); geom.n_complex()];
+    fft.forward(&mut src, &mut src_k);
+    // s₂(k) = ∇φ₂ = −i k S(k)/k²
+    let s2 = gradient_field(geom, fft, &src_k, |k2| -1.0 / k2);
+    LptFields { s1, s2: Some(s2) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_from_fn(n: usize, l: f64, f: impl Fn([f64; 3]) -> f64) -> Vec<f64> {
+        (0..n * n * n).map(|p| f([(p / (n * n)) as f64 * l / n as f64, ((p / n) % n) as f64 * l / n as f64, (p % n) as f64 * l / n as f64])).collect()
+    }
+
+    #[test]
+    fn two_wave_second_order_is_analytic() {
+        // φ₁ = A cos(k₁x) + B cos(k₂y): φ₁,xx φ₁,yy = AB k₁²k₂² cos cos, no cross terms, so
+        // φ₂ = −AB k₁²k₂²/(k₁²+k₂²) cos(k₁x) cos(k₂y) and s₂ = ∇φ₂; s₁ = −∇φ₁.
+        let (n, l) = (16usize, 40.0);
+        let geom = MeshGeom::new(n, l);
+        let fft = Fft3::<f64>::new(n);
+        let (k1, k2) = (2.0 * std::f64::consts::PI / l, 2.0 * 2.0 * std::f64::consts::PI / l);
+        let (a, b) = (0.7, -0.4);
+        // δ = ∇²φ₁ = −A k₁² cos(k₁x) − B k₂² cos(k₂y)
+        let mut delta = field_from_fn(n, l, |x| -a * k1 * k1 * (k1 * x[0]).cos() - b * k2 * k2 * (k2 * x[1]).cos());
+        let mut dk = vec![C::default(); geom.n_complex()];
+        fft.forward(&mut delta, &mut dk);
+        let f = lpt_fields(&dk, &geom, &fft, LptOrder::Two);
+        let s2 = f.s2.unwrap();
+        let c = -a * b * k1 * k1 * k2 * k2 / (k1 * k1 + k2 * k2);
+        let mut max_err = 0.0f64;
+        for p in 0..n * n * n {
+            let x = [(p / (n * n)) as f64 * l / n as f64, ((p / n) % n) as f64 * l / n as f64];
+            let s1x = a * k1 * (k1 * x[0]).sin();
+            let s1y = b * k2 * (k2 * x[1]).sin();
+            let s2x = -c * k1 * (k1 * x[0]).sin() * (k2 * x[1]).cos();
+            let s2y = -c * k2 * (k1 * x[0]).cos() * (k2 * x[1]).sin();
+            for (got, want) in [(f.s1[p][0], s1x), (f.s1[p][1], s1y), (f.s1[p][2], 0.0), (s2[p][0], s2x), (s2[p][1], s2y), (s2[p][2], 0.0)] {
+                max_err = max_err.max((got - want).abs());
+            }
+        }
+        assert!(max_err < 1e-12, "max error {max_err:.3e}");
+    }
+
+    #[test]
+    fn isotropic_compression_gives_17_21() {
+        // A Gaussian potential bump φ₁ = −A exp(−r²/2σ²) centred on a grid point: at the centre
+        // φ₁,ij = (A/σ²) δ_ij, so δ_L(0) = 3A/σ². With x = q + D₁s₁ + D₂s₂ and D₂ = −3/7 D₁², the
+        // density at the centre, 1/det(∂x/∂q) − 1, must be D₁δ_L + (17/21)(D₁δ_L)² + O(δ³).
+        let (n, l) = (64usize, 64.0);
+        let geom = MeshGeom::new(n, l);
+        let fft = Fft3::<f64>::new(n);
+        let sigma = 5.0;
+        let c = [l / 2.0; 3];
+        let phi_shape = |x: [f64; 3]| {
+            let r2: f64 = (0..3).map(|d| (x[d] - c[d]).powi(2)).sum();
+            (-r2 / (2.0 * sigma * sigma)).exp()
+        };
+        // δ_L = ∇²φ₁ for φ₁ = −A·shape: ∇²shape = (r²/σ⁴ − 3/σ²)·shape
+        let lap = |x: [f64; 3]| {
+            let r2: f64 = (0..3).map(|d| (x[d] - c[d]).powi(2)).sum();
+            (r2 / sigma.powi(4) - 3.0 / (sigma * sigma)) * phi_shape(x)
+        };
+        let centre = ((n / 2) * n + n / 2) * n + n / 2;
+        let mut coef = Vec::new();
+        for amp in [1e-3, 2e-3] {
+            let mut delta = field_from_fn(n, l, |x| -amp * lap(x));
+            let dl0 = delta[centre];
+            let mut dk = vec![C::default(); geom.n_complex()];
+            fft.forward(&mut delta, &mut dk);
+            let f = lpt_fields(&dk, &geom, &fft, LptOrder::Two);
+            let s2 = f.s2.unwrap();
+            let d1 = 1.0;
+            let d2 = -3.0 / 7.0;
+            // Jacobian at the centre by a 4th-order centred difference of s along each axis.
+            let h = l / n as f64;
+            let stride = [n * n, n, 1];
+            let disp = |p: usize, i: usize| d1 * f.s1[p][i] + d2 * s2[p][i];
+            let mut jac = [[0.0; 3]; 3];
+            for i in 0..3 {
+                for j in 0..3 {
+                    let st = stride[j];
+                    let der = (-disp(centre + 2 * st, i) + 8.0 * disp(centre + st, i) - 8.0 * disp(centre - st, i) + disp(centre - 2 * st, i)) / (12.0 * h);
+                    jac[i][j] = (if i == j { 1.0 } else { 0.0 }) + der;
+                }
+            }
+            let det = jac[0][0] * (jac[1][1] * jac[2][2] - jac[1][2] * jac[2][1]) - jac[0][1] * (jac[1][0] * jac[2][2] - jac[1][2] * jac[2][0])
+                + jac[0][2] * (jac[1][0] * jac[2][1] - jac[1][1] * jac[2][0]);
+            let delta_e = 1.0 / det - 1.0;
+            // δ_E = a₁ δ_L + a₂ δ_L² + a₃ δ_L³: with two amplitudes eliminate the cubic term.
+            coef.push((dl0, delta_e));
+        }
+        let (x1, y1) = coef[0];
+        let (x2, y2) = coef[1];
+        // y = a x + b x² (+ c x³ with x small): b from the two points, Richardson-style.
+        let b = (y2 / x2 - y1 / x1) / (x2 - x1);
+        let a = y1 / x1 - b * x1;
+        // The 4th-order difference Jacobian is accurate to O(h⁴/σ⁴) ≈ 2e-3; a flipped D₂ sign
+        // would give 1/7 + 2/3 − 2/7 = 11/21 instead of 17/21.
+        assert!((a - 1.0).abs() < 5e-3, "first-order coefficient {a}");
+        let ratio = b / (a * a);
+        assert!((ratio - 17.0 / 21.0).abs() < 0.01 * 17.0 / 21.0, "second-order coefficient {ratio} vs 17/21 = {}", 17.0 / 21.0);
+    }
+}

@@ -1,0 +1,224 @@
+//! The forward simulation: white noise → linear modes → LPT at a_start → FastPM KDK to a_stop,
+//! with snapshots. Built once from a validated [`Config`]; the hot loop allocates nothing.
+//!
+//! ```text
+//!   w ──linear_modes──▶ δ_L(k) ──lpt_fields──▶ s₁, s₂ ──(D₁, D₂, g_p, g_p2 at a_start)──▶ (s, p)
+//!   repeat: kick ½ → drift → force → kick ½      (leapfrog.rs, gravity.rs)
+//! ```
+//! Thread count: run inside a rayon pool (the CLI installs one with `run.threads`). Every stage
+//! is bit-identical for any number of threads.
+
+use crate::config::{Config, TransferChoice};
+use crate::cosmology::Cosmology;
+use crate::error::{Error, Result};
+use crate::fft::Fft3;
+use crate::float::Real;
+use crate::gravity::{Gravity, GravityWorkspace};
+use crate::growth::Growth;
+use crate::leapfrog::{drift, kick, midpoint, step_boundaries, Stepper};
+use crate::linear::{LinearPower, PowerTable, Transfer};
+use crate::lpt::lpt_fields;
+use crate::mesh::MeshGeom;
+use crate::noise::{linear_modes, white_noise, Amplitude};
+use crate::power::{power_spectrum, Deconvolve, PowerSpectrum};
+use rayon::prelude::*;
+
+/// Particle state at scale factor `a`: displacements, canonical momenta and the normalised
+/// acceleration at `a` (kept so each step needs one force evaluation).
+#[derive(Clone, Debug)]
+pub struct State<T: Real> {
+    /// Scale factor of positions and momenta.
+    pub a: f64,
+    /// Displacements `s = x − q` (Mpc/h), lattice order.
+    pub disp: Vec<[T; 3]>,
+    /// Canonical momenta `p = a² dx/dτ` (Mpc/h in H0 = 1 units); velocity = 100 p / a km/s.
+    pub mom: Vec<[T; 3]>,
+    /// Normalised PM acceleration `A = −∇∇⁻²δ` at `a` (Mpc/h).
+    pub accel: Vec<[T; 3]>,
+}
+
+/// What the time loop reports to its caller.
+#[derive(Debug)]
+pub enum Event<'a, T: Real> {
+    /// Step `index` (1-based) of `total` has ended at scale factor `a`.
+    Step {
+        /// 1-based step number.
+        index: usize,
+        /// Number of steps.
+        total: usize,
+        /// Scale factor reached.
+        a: f64,
+    },
+    /// A requested snapshot scale factor (or a_stop) was reached.
+    Snapshot(&'a State<T>),
+}
+
+/// A configured PM simulation in precision `T` (plans, tables and scratch built once).
+pub struct Simulation<T: Real> {
+    config: Config,
+    cosmo: Cosmology,
+    linear: LinearPower,
+    stepper: Stepper,
+    gravity: Gravity<T>,
+    ws: GravityWorkspace<T>,
+    lattice: MeshGeom,
+    fft_lattice: Fft3<T>,
+}
+
+impl<T: Real> Simulation<T> {
+    /// Validates `config` and builds the cosmology tables, linear power and FFT plans.
+    /// The precision is the type parameter `T` (the CLI picks it from `run.precision`).
+    pub fn new(config: &Config) -> Result<Self> {
+        config.validate()?;
+        let cosmo = config.cosmology.cosmology();
+        cosmo.validate()?;
+        let growth = Growth::new(&cosmo, config.time.a_stop.max(1.0))?;
+        let transfer = match &config.cosmology.transfer {
+            TransferChoice::EisensteinHu => Transfer::EisensteinHu,
+            TransferChoice::EisensteinHuNoWiggle => Transfer::EisensteinHuNoWiggle,
+            TransferChoice::File(path) => Transfer::Table(PowerTable::from_file(path)?),
+        };
+        let linear = LinearPower::new(&cosmo, transfer, &growth)?;
+        let b = &config.box_;
+        let gravity = Gravity::new(b.particles, b.mesh, b.size, config.force.gradient);
+        let ws = gravity.workspace();
+        Ok(Simulation {
+            config: config.clone(),
+            stepper: Stepper::new(growth, cosmo.omega_m),
+            cosmo,
+            linear,
+            gravity,
+            ws,
+            lattice: MeshGeom::new(b.particles, b.size),
+            fft_lattice: Fft3::new(b.particles),
+        })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The cosmological parameters.
+    pub fn cosmology(&self) -> &Cosmology {
+        &self.cosmo
+    }
+    /// Growth tables (D₁, D₂ and the FastPM factors).
+    pub fn growth(&self) -> &Growth {
+        self.stepper.growth()
+    }
+    /// Linear power spectrum at a = 1.
+    pub fn linear_power(&self) -> &LinearPower {
+        &self.linear
+    }
+    /// PM gravity (mesh geometry, CIC, FFT plan).
+    pub fn gravity(&self) -> &Gravity<T> {
+        &self.gravity
+    }
+    /// Linear P(k, a) = P_L(k)·D₁(a)² in (Mpc/h)³.
+    pub fn p_linear(&self, k: f64, a: f64) -> f64 {
+        self.linear.p(k) * self.growth().d1(a).powi(2)
+    }
+
+    /// The white noise of `run.seed` on the particle grid (n³, C order).
+    pub fn white_noise(&self) -> Vec<T> {
+        white_noise(self.config.box_.particles, self.config.run.seed)
+    }
+
+    /// Initial conditions at `time.a_start` from white noise `w` (n³, C order; consumed).
+    pub fn initial_conditions(&mut self, mut w: Vec<T>) -> Result<State<T>> {
+        let n = self.config.box_.particles;
+        if w.len() != n * n * n {
+            return Err(Error::Shape { what: "white noise".into(), found: format!("{} values", w.len()), expected: format!("{} = box.particles³", n * n * n) });
+        }
+        if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite { what: "white noise".into(), detail: format!("value {} at flat index {i}", w[i]) });
+        }
+        let amp = if self.config.run.fixed_amplitude { Amplitude::Fixed } else { Amplitude::Random };
+        let lin = &self.linear;
+        let dk = linear_modes(&mut w, &self.lattice, &self.fft_lattice, &|k| lin.p(k), amp, self.config.run.paired);
+        let f = lpt_fields(&dk, &self.lattice, &self.fft_lattice, self.config.time.lpt);
+        let a = self.config.time.a_start;
+        let g = self.stepper.growth();
+        let (d1, d2, p1, p2) = (T::of(g.d1(a)), T::of(g.d2(a)), T::of(g.gp(a)), T::of(g.gp2(a)));
+        let np = n * n * n;
+        let mut disp = vec![[T::zero(); 3]; np];
+        let mut mom = vec![[T::zero(); 3]; np];
+        disp.par_iter_mut().zip(mom.par_iter_mut()).enumerate().for_each(|(i, (s, p))| {
+            for d in 0..3 {
+                let (a1, a2) = (f.s1[i][d], f.s2.as_ref().map_or(T::zero(), |s2| s2[i][d]));
+                s[d] = d1 * a1 + d2 * a2;
+                p[d] = p1 * a1 + p2 * a2;
+            }
+        });
+        let mut accel = vec![[T::zero(); 3]; np];
+        self.gravity.accel(&disp, 1.0, &mut accel, &mut self.ws);
+        Ok(State { a, disp, mom, accel })
+    }
+
+    /// Step boundaries (scale factors) of the configured run, snapshots included.
+    pub fn boundaries(&self) -> Vec<f64> {
+        let t = &self.config.time;
+        step_boundaries(t.a_start, t.a_stop, t.steps, t.spacing, &t.snapshots)
+    }
+
+    /// Advances `state` by one FastPM KDK step to `a1`.
+    pub fn step(&mut self, state: &mut State<T>, a1: f64) {
+        let a0 = state.a;
+        let ah = midpoint(a0, a1, self.config.time.spacing);
+        kick(&mut state.mom, &state.accel, self.stepper.kick_factor(a0, ah, a0));
+        drift(&mut state.disp, &state.mom, self.stepper.drift_factor(a0, a1, ah));
+        self.gravity.accel(&state.disp, 1.0, &mut state.accel, &mut self.ws);
+        kick(&mut state.mom, &state.accel, self.stepper.kick_factor(ah, a1, a1));
+        state.a = a1;
+    }
+
+    /// Runs `state` from its scale factor through every step boundary to `time.a_stop`, calling
+    /// `on_event` after each step and at each snapshot (the final state is always a snapshot).
+    /// Stops with [`Error::NonFinite`] if a displacement or momentum becomes NaN or infinite.
+    pub fn run<F>(&mut self, state: &mut State<T>, mut on_event: F) -> Result<()>
+    where
+        F: FnMut(Event<'_, T>) -> Result<()>,
+    {
+        let bounds: Vec<f64> = self.boundaries().into_iter().filter(|&a| a > state.a).collect();
+        let snaps = self.config.time.snapshots.clone();
+        let a_stop = self.config.time.a_stop;
+        let total = bounds.len();
+        for (i, &a1) in bounds.iter().enumerate() {
+            self.step(state, a1);
+            if state.disp.par_iter().chain(state.mom.par_iter()).any(|v| v.iter().any(|x| !x.is_finite())) {
+                return Err(Error::NonFinite { what: "particle state".into(), detail: format!("after the step to a = {a1}; check the cosmology and time-step settings") });
+            }
+            on_event(Event::Step { index: i + 1, total, a: a1 })?;
+            if a1 == a_stop || snaps.contains(&a1) {
+                on_event(Event::Snapshot(state))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Particle positions in `[0, L)` Mpc/h (f32, N × 3, lattice order).
+    pub fn positions(&self, state: &State<T>) -> Vec<[f32; 3]> {
+        let cic = self.gravity.cic();
+        state.disp.par_iter().enumerate().map(|(p, s)| cic.position(p, s).map(|x| x as f32)).collect()
+    }
+
+    /// Peculiar velocities in km/s (f32, N × 3): `v = 100 p / a`.
+    pub fn velocities(&self, state: &State<T>) -> Vec<[f32; 3]> {
+        let f = Stepper::velocity_factor(state.a);
+        state.mom.par_iter().map(|p| p.map(|x| (x.f64() * f) as f32)).collect()
+    }
+
+    /// CIC density contrast δ on the force mesh (m³, C order, mean 0).
+    pub fn density(&self, state: &State<T>) -> Vec<T> {
+        let m = self.config.box_.mesh;
+        let mut d = vec![T::zero(); m * m * m];
+        self.gravity.cic().density_contrast(&state.disp, &mut d, &mut Default::default());
+        d
+    }
+
+    /// Power spectrum of a density field on the force mesh.
+    pub fn power(&self, density: &[T]) -> PowerSpectrum {
+        let dec = if self.config.output.deconvolve { Deconvolve::Cic } else { Deconvolve::None };
+        power_spectrum(density, self.gravity.geom(), self.gravity.fft(), dec)
+    }
+}

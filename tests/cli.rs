@@ -1,0 +1,166 @@
+//! The `cosmograd simulate` command: outputs, overwrite protection and bad input (exit code 2,
+//! one line naming the problem).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cosmograd"))
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cosmograd-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A small, fast configuration (16³ particles, 32³ mesh, 4 steps).
+const SMALL: &str = r#"
+[box]
+size = 64.0
+particles = 16
+mesh = 32
+[time]
+steps = 4
+snapshots = [0.5]
+"#;
+
+fn simulate(dir: &Path, cfg: Option<&str>, extra: &[&str]) -> Output {
+    let mut cmd = bin();
+    cmd.arg("simulate").arg("--quiet").arg("--out").arg(dir.join("out"));
+    if let Some(c) = cfg {
+        let p = dir.join("c.toml");
+        std::fs::write(&p, c).unwrap();
+        cmd.arg("--config").arg(p);
+    }
+    cmd.args(extra).output().unwrap()
+}
+
+/// Asserts a failed run: exit code 2 and a single stderr line containing every `needle`.
+#[track_caller]
+fn assert_bad(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "expected exit code 2, stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr {err:?} does not mention {n:?}");
+    }
+}
+
+fn write_npy(path: &Path, descr: &str, shape: &[usize], bytes: &[u8]) {
+    let shape_s = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut data = b"\x93NUMPY\x01\x00".to_vec();
+    data.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    data.extend_from_slice(header.as_bytes());
+    data.extend_from_slice(bytes);
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn writes_every_output_and_protects_them() {
+    let d = tmpdir("outputs");
+    let out = simulate(&d, Some(SMALL), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let o = d.join("out");
+    for f in ["config.toml", "positions.npy", "velocities.npy", "density.npy", "power.txt", "power.png", "slice.png"] {
+        assert!(o.join(f).is_file(), "missing {f}");
+    }
+    for f in ["positions_a0.5000.npy", "density_a0.5000.npy", "power_a0.5000.txt", "slice_a0.5000.png"] {
+        assert!(o.join(f).is_file(), "missing snapshot file {f}");
+    }
+    // positions: (4096, 3) f32 in [0, 64)
+    let pos = std::fs::read(o.join("positions.npy")).unwrap();
+    let hl = u16::from_le_bytes([pos[8], pos[9]]) as usize;
+    let header = String::from_utf8_lossy(&pos[10..10 + hl]);
+    assert!(header.contains("'<f4'") && header.contains("(4096, 3)"), "{header}");
+    let vals: Vec<f32> = pos[10 + hl..].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert_eq!(vals.len(), 4096 * 3);
+    assert!(vals.iter().all(|v| (0.0..64.0).contains(v)));
+    // power.txt: 4 numeric columns, N_modes integers, P_lin > 0.
+    let txt = std::fs::read_to_string(o.join("power.txt")).unwrap();
+    let rows: Vec<Vec<f64>> = txt.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 16);
+    assert!(rows.iter().all(|r| r.len() == 4 && r[2].fract() == 0.0 && r[3] > 0.0 && r[1] > 0.0));
+
+    // The same config again: identical outputs, allowed.
+    let again = simulate(&d, Some(SMALL), &[]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(std::fs::read(o.join("positions.npy")).unwrap(), pos, "rerun is not bit-identical");
+    // The resolved config reproduces the run.
+    let d2 = tmpdir("outputs-resolved");
+    let re = bin().args(["simulate", "--quiet", "--config"]).arg(o.join("config.toml")).arg("--out").arg(d2.join("out")).output().unwrap();
+    assert!(re.status.success(), "{}", String::from_utf8_lossy(&re.stderr));
+    assert_eq!(std::fs::read(d2.join("out/positions.npy")).unwrap(), pos, "config.toml does not reproduce the run");
+    // A different run into the same directory is refused, and nothing is touched …
+    let other = simulate(&d, Some(SMALL), &["--seed", "7"]);
+    assert_bad(&other, &["--force"]);
+    assert_eq!(std::fs::read(o.join("positions.npy")).unwrap(), pos);
+    // … unless --force.
+    let forced = simulate(&d, Some(SMALL), &["--seed", "7", "--force"]);
+    assert!(forced.status.success());
+    assert_ne!(std::fs::read(o.join("positions.npy")).unwrap(), pos);
+}
+
+#[test]
+fn white_noise_file_is_used_and_checked() {
+    let d = tmpdir("wn");
+    let n = 16usize;
+    // A white-noise file equal to the seeded one reproduces the seeded run.
+    let w = cosmograd::core::noise::white_noise::<f64>(n, 42);
+    let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let good = d.join("w.npy");
+    write_npy(&good, "<f8", &[n, n, n], &bytes);
+    let a = simulate(&d, Some(SMALL), &["--white-noise", good.to_str().unwrap()]);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let pa = std::fs::read(d.join("out/positions.npy")).unwrap();
+    let d2 = tmpdir("wn-seed");
+    let b = simulate(&d2, Some(SMALL), &["--seed", "42"]);
+    assert!(b.status.success());
+    assert_eq!(pa, std::fs::read(d2.join("out/positions.npy")).unwrap(), "file and seed give different runs");
+
+    let wrong_shape = d.join("shape.npy");
+    write_npy(&wrong_shape, "<f8", &[8, 8, 8], &vec![0u8; 8 * 512]);
+    assert_bad(&simulate(&tmpdir("wn-shape"), Some(SMALL), &["--white-noise", wrong_shape.to_str().unwrap()]), &["shape.npy", "(8, 8, 8)", "16"]);
+    let wrong_dtype = d.join("dtype.npy");
+    write_npy(&wrong_dtype, "<i8", &[n, n, n], &vec![0u8; 8 * n * n * n]);
+    assert_bad(&simulate(&tmpdir("wn-dtype"), Some(SMALL), &["--white-noise", wrong_dtype.to_str().unwrap()]), &["dtype.npy", "<i8"]);
+    let nan = d.join("nan.npy");
+    let mut vals = vec![0.0f32; n * n * n];
+    vals[5] = f32::NAN;
+    write_npy(&nan, "<f4", &[n, n, n], &vals.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+    assert_bad(&simulate(&tmpdir("wn-nan"), Some(SMALL), &["--white-noise", nan.to_str().unwrap()]), &["nan.npy"]);
+    assert_bad(&simulate(&tmpdir("wn-missing"), Some(SMALL), &["--white-noise", "/nonexistent/w.npy"]), &["/nonexistent/w.npy"]);
+}
+
+#[test]
+fn bad_configs_give_one_line_and_exit_code_2() {
+    let cases: &[(&str, &[&str])] = &[
+        ("[box]\nsizee = 3.0\n", &["sizee"]),
+        ("[box]\nparticles = 16\nmesh = 24\n", &["box.mesh", "16"]),
+        ("[time]\na_start = 0.5\na_stop = 0.2\n", &["time.a_start"]),
+        ("[cosmology]\nomega_m = -0.3\n", &["cosmology.omega_m"]),
+        ("[cosmology]\nh = nan\n", &["cosmology.h"]),
+        ("[cosmology]\ntransfer = \"/nonexistent/pk.txt\"\n", &["/nonexistent/pk.txt"]),
+        ("[time]\nlpt = 3\n", &["lpt"]),
+        ("[run]\nprecision = \"f16\"\n", &["f16"]),
+        ("[box\n", &["line 1"]),
+    ];
+    for (i, (cfg, needles)) in cases.iter().enumerate() {
+        let d = tmpdir(&format!("bad{i}"));
+        let out = simulate(&d, Some(cfg), &[]);
+        assert_bad(&out, needles);
+        assert!(!d.join("out").exists(), "case {i}: an output directory was created for a bad config");
+    }
+    let d = tmpdir("missing-config");
+    let out = bin().args(["simulate", "--config", "/nonexistent/c.toml", "--out"]).arg(d.join("out")).output().unwrap();
+    assert_bad(&out, &["/nonexistent/c.toml"]);
+}

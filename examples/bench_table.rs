@@ -9,10 +9,10 @@
 
 use cosmograd::core::config::Config;
 use cosmograd::core::fft::Fft3;
+use cosmograd::core::float::C;
 use cosmograd::core::gravity::{Gradient, Gravity};
 use cosmograd::core::sim::{Event, Simulation};
 use cosmograd::core::testing::rand_disp;
-use cosmograd::core::float::C;
 use std::time::Instant;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -22,11 +22,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
     f();
-    median((0..reps).map(|_| {
-        let t = Instant::now();
-        f();
-        t.elapsed().as_secs_f64() * 1e3
-    }).collect())
+    median(
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    )
 }
 
 fn main() {
@@ -66,7 +70,10 @@ fn main() {
                     sim.step(&mut st, a1);
                     a = a1;
                 });
-                println!("| {n}³/{m}³ | {threads} | {t_fft:.1} | {t_force:.1} | {t_step:.1} | {:.2} |", t_step / t_fft);
+                println!(
+                    "| {n}³/{m}³ | {threads} | {t_fft:.1} | {t_force:.1} | {t_step:.1} | {:.2} |",
+                    t_step / t_fft
+                );
             });
         }
     }

@@ -34,11 +34,7 @@ fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // The font is compiled in and valid; a failure would only lose the labels.
-        let _ = plotters::style::register_font(
-            FONT,
-            FontStyle::Normal,
-            include_bytes!("../assets/DejaVuSans.ttf"),
-        );
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, include_bytes!("../assets/DejaVuSans.ttf"));
     });
 }
 
@@ -54,14 +50,7 @@ fn register_font() {
 /// # Panics
 /// If the four columns differ in length (a caller bug).
 #[track_caller]
-pub fn write_power_txt(
-    path: &Path,
-    k_mean: &[f64],
-    p: &[f64],
-    n_modes: &[u64],
-    p_lin: &[f64],
-    header: &str,
-) -> Result<()> {
+pub fn write_power_txt(path: &Path, k_mean: &[f64], p: &[f64], n_modes: &[u64], p_lin: &[f64], header: &str) -> Result<()> {
     let n = k_mean.len();
     assert!(
         p.len() == n && n_modes.len() == n && p_lin.len() == n,
@@ -116,8 +105,7 @@ pub struct PowerTable {
 
 /// Reads a `power.txt` written by [`write_power_txt`].
 pub fn read_power_txt(path: &Path) -> Result<PowerTable> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let mut t = PowerTable::default();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -131,10 +119,7 @@ pub fn read_power_txt(path: &Path) -> Result<PowerTable> {
         let bad = || {
             Error::file(
                 path,
-                format!(
-                    "line {}: expected 4 columns k P N_modes P_lin, found {line:?}",
-                    i + 1
-                ),
+                format!("line {}: expected 4 columns k P N_modes P_lin, found {line:?}", i + 1),
             )
         };
         let cols: Vec<&str> = line.split_whitespace().collect();
@@ -186,10 +171,7 @@ pub fn plot_power_png(path: &Path, k: &[f64], p: &[f64], p_lin: &[f64], title: &
         p_lin.len()
     );
     let ok = |x: f64| x.is_finite() && x > 0.0;
-    let meas: Vec<(f64, f64)> = (0..k.len())
-        .filter(|&i| ok(k[i]) && ok(p[i]))
-        .map(|i| (k[i], p[i]))
-        .collect();
+    let meas: Vec<(f64, f64)> = (0..k.len()).filter(|&i| ok(k[i]) && ok(p[i])).map(|i| (k[i], p[i])).collect();
     let lin: Vec<(f64, f64)> = (0..k.len())
         .filter(|&i| ok(k[i]) && ok(p_lin[i]))
         .map(|i| (k[i], p_lin[i]))
@@ -198,9 +180,7 @@ pub fn plot_power_png(path: &Path, k: &[f64], p: &[f64], p_lin: &[f64], title: &
         .filter(|&i| ok(k[i]) && ok(p[i]) && ok(p_lin[i]))
         .map(|i| (k[i], p[i] / p_lin[i]))
         .collect();
-    draw_png(path, POWER_PNG_SIZE, |root| {
-        draw_power(root, &meas, &lin, &ratio, title)
-    })
+    draw_png(path, POWER_PNG_SIZE, |root| draw_power(root, &meas, &lin, &ratio, title))
 }
 
 fn draw_power(
@@ -233,11 +213,7 @@ fn draw_power(
                 .log_scale()
                 .with_key_points(k_major.clone())
                 .with_light_points(k_minor.clone()),
-            p_range
-                .clone()
-                .log_scale()
-                .with_key_points(p_major)
-                .with_light_points(p_minor),
+            p_range.clone().log_scale().with_key_points(p_major).with_light_points(p_minor),
         )?;
     chart
         .configure_mesh()
@@ -251,22 +227,13 @@ fn draw_power(
         .draw()?;
     if !lin.is_empty() {
         chart
-            .draw_series(DashedLineSeries::new(
-                lin.iter().copied(),
-                9,
-                6,
-                LINEAR.stroke_width(2),
-            ))?
+            .draw_series(DashedLineSeries::new(lin.iter().copied(), 9, 6, LINEAR.stroke_width(2)))?
             .label("linear theory")
-            .legend(|(x, y)| {
-                DashedPathElement::new(vec![(x, y), (x + 24, y)], 7, 4, LINEAR.stroke_width(2))
-            });
+            .legend(|(x, y)| DashedPathElement::new(vec![(x, y), (x + 24, y)], 7, 4, LINEAR.stroke_width(2)));
     }
     if !meas.is_empty() {
         chart
-            .draw_series(
-                LineSeries::new(meas.iter().copied(), MEASURED.stroke_width(2)).point_size(dot),
-            )?
+            .draw_series(LineSeries::new(meas.iter().copied(), MEASURED.stroke_width(2)).point_size(dot))?
             .label("measured")
             .legend(|(x, y)| {
                 EmptyElement::at((x, y))
@@ -297,9 +264,7 @@ fn draw_power(
     // Lower panel: P / P_lin on a log axis, 1 marked.
     let (lo, hi) = ratio
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), q| {
-            (a.min(q.1), b.max(q.1))
-        });
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), q| (a.min(q.1), b.max(q.1)));
     let (lo, hi) = if lo.is_finite() {
         (lo.min(0.8) / 1.15, hi.max(1.25) * 1.15)
     } else {
@@ -315,15 +280,8 @@ fn draw_power(
         .x_label_area_size(56)
         .y_label_area_size(78)
         .build_cartesian_2d(
-            k_range
-                .clone()
-                .log_scale()
-                .with_key_points(k_major)
-                .with_light_points(k_minor),
-            r_range
-                .log_scale()
-                .with_key_points(r_major)
-                .with_light_points(r_minor),
+            k_range.clone().log_scale().with_key_points(k_major).with_light_points(k_minor),
+            r_range.log_scale().with_key_points(r_major).with_light_points(r_minor),
         )?;
     rchart
         .configure_mesh()
@@ -343,23 +301,17 @@ fn draw_power(
         LINEAR.stroke_width(1),
     ))?;
     if !ratio.is_empty() {
-        rchart.draw_series(
-            LineSeries::new(ratio.iter().copied(), MEASURED.stroke_width(2)).point_size(dot),
-        )?;
+        rchart.draw_series(LineSeries::new(ratio.iter().copied(), MEASURED.stroke_width(2)).point_size(dot))?;
     }
     frame(rchart.plotting_area())?;
     Ok(())
 }
 
 /// A black frame around a chart's plotting area.
-fn frame<X: Ranged, Y: Ranged>(
-    area: &DrawingArea<BitMapBackend<'_>, Cartesian2d<X, Y>>,
-) -> DrawOutcome {
+fn frame<X: Ranged, Y: Ranged>(area: &DrawingArea<BitMapBackend<'_>, Cartesian2d<X, Y>>) -> DrawOutcome {
     let (w, h) = area.dim_in_pixel();
-    area.strip_coord_spec().draw(&Rectangle::new(
-        [(0, 0), (w as i32 - 1, h as i32 - 1)],
-        BLACK.stroke_width(1),
-    ))?;
+    area.strip_coord_spec()
+        .draw(&Rectangle::new([(0, 0), (w as i32 - 1, h as i32 - 1)], BLACK.stroke_width(1)))?;
     Ok(())
 }
 
@@ -388,17 +340,11 @@ fn log_ticks(r: &Range<f64>) -> (Vec<f64>, Vec<f64>) {
 
 /// A padded log range covering the positive values, or `None` if there are none.
 fn log_range(v: impl Iterator<Item = f64>, pad: f64) -> Option<Range<f64>> {
-    let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-        (a.min(x), b.max(x))
-    });
+    let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
     if !lo.is_finite() {
         return None;
     }
-    let (lo, hi) = if hi / lo < 1.5 {
-        (lo / 1.5, hi * 1.5)
-    } else {
-        (lo, hi)
-    };
+    let (lo, hi) = if hi / lo < 1.5 { (lo / 1.5, hi * 1.5) } else { (lo, hi) };
     Some((lo / pad)..(hi * pad))
 }
 
@@ -460,14 +406,7 @@ fn plain_label(v: f64) -> String {
 /// # Panics
 /// If `density.len() != m³` or `m == 0` (a caller bug).
 #[track_caller]
-pub fn plot_slice_png(
-    path: &Path,
-    density: &[f32],
-    m: usize,
-    box_size: f64,
-    thickness: f64,
-    title: &str,
-) -> Result<()> {
+pub fn plot_slice_png(path: &Path, density: &[f32], m: usize, box_size: f64, thickness: f64, title: &str) -> Result<()> {
     assert!(
         m > 0 && density.len() == m * m * m,
         "plot_slice_png: {} values for a {m}^3 mesh",
@@ -522,9 +461,7 @@ pub fn plot_slice_png(
         vmin,
         vmax,
     };
-    draw_png(path, SLICE_PNG_SIZE, |root| {
-        draw_slice(root, &slab, title, &subtitle)
-    })
+    draw_png(path, SLICE_PNG_SIZE, |root| draw_slice(root, &slab, title, &subtitle))
 }
 
 struct Slab<'a> {
@@ -536,28 +473,19 @@ struct Slab<'a> {
     vmax: f64,
 }
 
-fn draw_slice(
-    root: DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
-    s: &Slab<'_>,
-    title: &str,
-    subtitle: &str,
-) -> DrawOutcome {
+fn draw_slice(root: DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, s: &Slab<'_>, title: &str, subtitle: &str) -> DrawOutcome {
     root.fill(&WHITE)?;
     let (w, _) = root.dim_in_pixel();
     let (head, rest) = root.split_vertically(62);
     let centred = |size: u32| {
-        TextStyle::from((FONT, size).into_font()).color(&BLACK).pos(
-            plotters::style::text_anchor::Pos::new(
+        TextStyle::from((FONT, size).into_font())
+            .color(&BLACK)
+            .pos(plotters::style::text_anchor::Pos::new(
                 plotters::style::text_anchor::HPos::Center,
                 plotters::style::text_anchor::VPos::Top,
-            ),
-        )
+            ))
     };
-    head.draw(&Text::new(
-        title.to_string(),
-        (w as i32 / 2, 10),
-        centred(22),
-    ))?;
+    head.draw(&Text::new(title.to_string(), (w as i32 / 2, 10), centred(22)))?;
     head.draw(&Text::new(
         subtitle.to_string(),
         (w as i32 / 2, 38),
@@ -594,24 +522,16 @@ fn draw_slice(
         for px in 0..pw as usize {
             let iy = (px * s.m / pw as usize).min(s.m - 1);
             let v = s.logs[iy * s.m + iz];
-            let t = if v.is_finite() {
-                (v - s.vmin) / (s.vmax - s.vmin)
-            } else {
-                0.0
-            };
+            let t = if v.is_finite() { (v - s.vmin) / (s.vmax - s.vmin) } else { 0.0 };
             let c = magma(t);
             let o = (py * pw as usize + px) * 3;
             buf[o..o + 3].copy_from_slice(&c);
         }
     }
-    let img = BitMapElement::<_, RGBPixel>::with_owned_buffer((0.0, l), (pw, ph), buf)
-        .expect("buffer sized to the plotting area");
+    let img = BitMapElement::<_, RGBPixel>::with_owned_buffer((0.0, l), (pw, ph), buf).expect("buffer sized to the plotting area");
     chart.draw_series(std::iter::once(img))?;
     // Frame around the image.
-    chart.draw_series(std::iter::once(Rectangle::new(
-        [(0.0, 0.0), (l, l)],
-        BLACK.stroke_width(1),
-    )))?;
+    chart.draw_series(std::iter::once(Rectangle::new([(0.0, 0.0), (l, l)], BLACK.stroke_width(1))))?;
 
     // Colour bar, aligned with the image.
     let (lo, hi) = (s.vmin, s.vmax);
@@ -625,11 +545,7 @@ fn draw_slice(
         .right_y_label_area_size(64)
         .build_cartesian_2d(0.0..1.0, lo..hi)?
         .set_secondary_coord(0.0..1.0, lo..hi);
-    cb.configure_mesh()
-        .disable_mesh()
-        .disable_x_axis()
-        .disable_y_axis()
-        .draw()?;
+    cb.configure_mesh().disable_mesh().disable_x_axis().disable_y_axis().draw()?;
     cb.configure_secondary_axes()
         .set_all_tick_mark_size(5)
         .y_labels(7)
@@ -645,10 +561,7 @@ fn draw_slice(
         let [r, g, bl] = magma((i as f64 + 0.5) / steps as f64);
         Rectangle::new([(0.0, a), (1.0, b)], RGBColor(r, g, bl).filled())
     }))?;
-    cb.draw_series(std::iter::once(Rectangle::new(
-        [(0.0, lo), (1.0, hi)],
-        BLACK.stroke_width(1),
-    )))?;
+    cb.draw_series(std::iter::once(Rectangle::new([(0.0, lo), (1.0, hi)], BLACK.stroke_width(1))))?;
     Ok(())
 }
 
@@ -751,10 +664,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// `dir/.name.partial-PID.ext` beside `path` (the extension tells the encoder the format).
 fn temp_sibling(path: &Path, ext: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.partial-{}.{ext}", std::process::id()))
 }
 
@@ -787,10 +697,7 @@ mod tests {
     fn toy_pk() -> (Vec<f64>, Vec<f64>, Vec<u64>, Vec<f64>) {
         let kf = 2.0 * std::f64::consts::PI / 256.0;
         let k: Vec<f64> = (1..=32).map(|i| i as f64 * kf).collect();
-        let lin: Vec<f64> = k
-            .iter()
-            .map(|&k| 2e4 * (k / 0.02) / (1.0 + (k / 0.02).powf(2.5)))
-            .collect();
+        let lin: Vec<f64> = k.iter().map(|&k| 2e4 * (k / 0.02) / (1.0 + (k / 0.02).powf(2.5))).collect();
         let n: Vec<u64> = (1..=32u64).map(|i| 4 * 3 * i * i + 6).collect();
         let p: Vec<f64> = k
             .iter()
@@ -825,11 +732,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "# cosmograd power spectrum at a = 1");
         assert_eq!(lines[2], "#");
-        assert!(
-            lines[4].starts_with("#")
-                && lines[4].contains("k_mean[h/Mpc]")
-                && lines[4].contains("N_modes")
-        );
+        assert!(lines[4].starts_with("#") && lines[4].contains("k_mean[h/Mpc]") && lines[4].contains("N_modes"));
         assert_eq!(lines.len(), 5 + k.len());
         // %.8e with a two-digit signed exponent.
         let first: Vec<&str> = lines[5].split_whitespace().collect();
@@ -848,10 +751,7 @@ mod tests {
                 assert!((t.p[i] / p[i] - 1.0).abs() < 1e-8);
             }
         }
-        assert!(
-            std::fs::read_dir(&d).unwrap().count() == 1,
-            "no temporary files left"
-        );
+        assert!(std::fs::read_dir(&d).unwrap().count() == 1, "no temporary files left");
         std::fs::remove_dir_all(&d).ok();
     }
 
@@ -886,11 +786,7 @@ mod tests {
         let path3 = d.join("power-bad.png");
         plot_power_png(&path3, &[0.0, 0.1], &[f64::NAN, -1.0], &[1.0, 2.0], "bad").unwrap();
         assert_eq!(png_size(&path3), POWER_PNG_SIZE);
-        assert_eq!(
-            std::fs::read_dir(&d).unwrap().count(),
-            3,
-            "no temporary files left"
-        );
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 3, "no temporary files left");
         if std::env::var_os("COSMOGRAD_KEEP_PLOTS").is_none() {
             std::fs::remove_dir_all(&d).ok();
         } else {
@@ -904,14 +800,9 @@ mod tests {
         for ix in 0..m {
             for iy in 0..m {
                 for iz in 0..m {
-                    let (x, y, z) = (
-                        ix as f64 / m as f64,
-                        iy as f64 / m as f64,
-                        iz as f64 / m as f64,
-                    );
+                    let (x, y, z) = (ix as f64 / m as f64, iy as f64 / m as f64, iz as f64 / m as f64);
                     let tau = 2.0 * std::f64::consts::PI;
-                    let web = (tau * 3.0 * y).sin() * (tau * 2.0 * z).cos()
-                        + 0.5 * (tau * (5.0 * y + 3.0 * z + x)).sin();
+                    let web = (tau * 3.0 * y).sin() * (tau * 2.0 * z).cos() + 0.5 * (tau * (5.0 * y + 3.0 * z + x)).sin();
                     let halo = (-((y - 0.3).powi(2) + (z - 0.6).powi(2)) / 0.0008).exp() * 60.0;
                     d[(ix * m + iy) * m + iz] = ((1.6 * web).exp() * 0.4 + halo - 0.6) as f32;
                 }
@@ -926,28 +817,12 @@ mod tests {
         let m = 32;
         let delta = toy_density(m);
         let path = d.join("slice.png");
-        plot_slice_png(
-            &path,
-            &delta,
-            m,
-            256.0,
-            16.0,
-            "projected density, a = 1.000",
-        )
-        .unwrap();
+        plot_slice_png(&path, &delta, m, 256.0, 16.0, "projected density, a = 1.000").unwrap();
         assert_eq!(png_size(&path), SLICE_PNG_SIZE);
         // Thin, thick and degenerate slabs; an empty (all δ = −1) field.
         plot_slice_png(&d.join("thin.png"), &delta, m, 256.0, 0.1, "thin").unwrap();
         plot_slice_png(&d.join("thick.png"), &delta, m, 256.0, 1e6, "thick").unwrap();
-        plot_slice_png(
-            &d.join("empty.png"),
-            &vec![-1.0; m * m * m],
-            m,
-            256.0,
-            16.0,
-            "empty",
-        )
-        .unwrap();
+        plot_slice_png(&d.join("empty.png"), &vec![-1.0; m * m * m], m, 256.0, 16.0, "empty").unwrap();
         plot_slice_png(&d.join("uniform.png"), &[0.0; 8], 2, 10.0, 5.0, "uniform").unwrap();
         for f in ["thin.png", "thick.png", "empty.png", "uniform.png"] {
             assert_eq!(png_size(&d.join(f)), SLICE_PNG_SIZE);

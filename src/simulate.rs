@@ -4,7 +4,8 @@
 //! the final state at a_stop without suffix):
 //! `config.toml` (fully resolved, reusable with `--config`), `positions.npy` (N×3 f32, Mpc/h, in
 //! [0, L)), `velocities.npy` (N×3 f32, peculiar km/s), `density.npy` (m³ f32 CIC δ on the force
-//! mesh, value of cell (i,j,k) at its centre), `power.txt`, `power.png`, `slice.png`.
+//! mesh, value of cell (i,j,k) at its centre), `power.txt`, `power.png`, `slice.png` (CIC density on the particle grid, projected over
+//! `output.slice_thickness`).
 
 use crate::output::{plot_power_png, plot_slice_png, write_power_txt};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -32,6 +33,16 @@ pub struct Options {
     pub quiet: bool,
 }
 
+/// The files written per snapshot (the final state at a_stop without suffix).
+pub const SNAPSHOT_FILES: [&str; 6] = [
+    "positions.npy",
+    "velocities.npy",
+    "density.npy",
+    "power.txt",
+    "power.png",
+    "slice.png",
+];
+
 /// The names of every file a run with `config` writes into its output directory.
 pub fn output_files(config: &Config) -> Vec<String> {
     let mut names = vec!["config.toml".to_string()];
@@ -42,7 +53,7 @@ pub fn output_files(config: &Config) -> Vec<String> {
         }
     }
     for t in &tags {
-        for base in ["positions.npy", "velocities.npy", "density.npy", "power.txt", "power.png", "slice.png"] {
+        for base in SNAPSHOT_FILES {
             let (stem, ext) = base.split_once('.').expect("file names have extensions");
             names.push(format!("{stem}{t}.{ext}"));
         }
@@ -86,11 +97,19 @@ pub fn check_output_dir(dir: &Path, config: &Config, resolved: &str, force: bool
     if existing.is_empty() || force {
         return Ok(());
     }
-    let same = std::fs::read_to_string(dir.join("config.toml")).map(|s| s == resolved).unwrap_or(false);
+    let same = std::fs::read_to_string(dir.join("config.toml"))
+        .map(|s| s == resolved)
+        .unwrap_or(false);
     if same {
         return Ok(());
     }
-    Err(Error::file(dir, format!("already holds the outputs of a different run ({}); pass --force to overwrite them or choose another --out", existing.join(", "))))
+    Err(Error::file(
+        dir,
+        format!(
+            "already holds the outputs of a different run ({}); pass --force to overwrite them or choose another --out",
+            existing.join(", ")
+        ),
+    ))
 }
 
 /// Runs `simulate` with the given options.
@@ -121,7 +140,11 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
     std::fs::write(opts.out.join("config.toml"), resolved).map_err(|e| Error::file(opts.out.join("config.toml"), e.to_string()))?;
     let mut state = sim.initial_conditions(w)?;
     let t_ic = t0.elapsed().as_secs_f64();
-    let bar = if opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(sim.boundaries().len() as u64 - 1) };
+    let bar = if opts.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(sim.boundaries().len() as u64 - 1)
+    };
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} step {pos}/{len} {msg}").expect("valid template"));
     let t1 = Instant::now();
     let mut written: Vec<String> = Vec::new();
@@ -140,7 +163,11 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
     let t_run = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
     for s in &snaps {
-        let tag = if s.a == config.time.a_stop { String::new() } else { snapshot_tag(s.a) };
+        let tag = if s.a == config.time.a_stop {
+            String::new()
+        } else {
+            snapshot_tag(s.a)
+        };
         written.extend(write_snapshot(&sim, s, &opts.out, &tag)?);
     }
     let t_out = t2.elapsed().as_secs_f64();
@@ -155,7 +182,10 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
             T::NAME,
             rayon::current_num_threads()
         );
-        println!("  initial conditions {t_ic:.2} s, time stepping {t_run:.2} s ({:.1} ms/step), outputs {t_out:.2} s", 1e3 * t_run / steps as f64);
+        println!(
+            "  initial conditions {t_ic:.2} s, time stepping {t_run:.2} s ({:.1} ms/step), outputs {t_out:.2} s",
+            1e3 * t_run / steps as f64
+        );
         println!("  wrote {} files to {}", written.len() + 1, opts.out.display());
     }
     Ok(())
@@ -184,9 +214,27 @@ fn write_snapshot<T: Real>(sim: &Simulation<T>, s: &State<T>, dir: &Path, tag: &
         2.0 * std::f64::consts::PI / l
     );
     write_power_txt(&dir.join(name("power", "txt")), &ps.k, &ps.p, &ps.n_modes, &p_lin, &header)?;
-    plot_power_png(&dir.join(name("power", "png")), &ps.k, &ps.p, &p_lin, &format!("P(k) at a = {:.3}", s.a))?;
-    plot_slice_png(&dir.join(name("slice", "png")), &delta32, m, l, cfg.output.slice_thickness, &format!("projected density, a = {:.3}", s.a))?;
-    Ok(["positions.npy", "velocities.npy", "density.npy", "power.txt", "power.png", "slice.png"]
+    plot_power_png(
+        &dir.join(name("power", "png")),
+        &ps.k,
+        &ps.p,
+        &p_lin,
+        &format!("P(k) at a = {:.3}", s.a),
+    )?;
+    // The figure paints on the particle grid (n³, one particle per cell on average): on the finer
+    // force mesh the voids would show the particle lattice as rows of empty cells.
+    let mut coarse = vec![T::zero(); n * n * n];
+    pm_core::cic::Cic::new(n, n, l).density_contrast(&s.disp, &mut coarse, &mut Default::default());
+    let coarse32: Vec<f32> = coarse.iter().map(|v| v.f64() as f32).collect();
+    plot_slice_png(
+        &dir.join(name("slice", "png")),
+        &coarse32,
+        n,
+        l,
+        cfg.output.slice_thickness,
+        &format!("projected density, a = {:.3}", s.a),
+    )?;
+    Ok(SNAPSHOT_FILES
         .iter()
         .map(|b| {
             let (st, ext) = b.split_once('.').expect("extension");

@@ -71,10 +71,23 @@ fn writes_every_output_and_protects_them() {
     let out = simulate(&d, Some(SMALL), &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let o = d.join("out");
-    for f in ["config.toml", "positions.npy", "velocities.npy", "density.npy", "power.txt", "power.png", "slice.png"] {
+    for f in [
+        "config.toml",
+        "positions.npy",
+        "velocities.npy",
+        "density.npy",
+        "power.txt",
+        "power.png",
+        "slice.png",
+    ] {
         assert!(o.join(f).is_file(), "missing {f}");
     }
-    for f in ["positions_a0.5000.npy", "density_a0.5000.npy", "power_a0.5000.txt", "slice_a0.5000.png"] {
+    for f in [
+        "positions_a0.5000.npy",
+        "density_a0.5000.npy",
+        "power_a0.5000.txt",
+        "slice_a0.5000.png",
+    ] {
         assert!(o.join(f).is_file(), "missing snapshot file {f}");
     }
     // positions: (4096, 3) f32 in [0, 64)
@@ -82,12 +95,19 @@ fn writes_every_output_and_protects_them() {
     let hl = u16::from_le_bytes([pos[8], pos[9]]) as usize;
     let header = String::from_utf8_lossy(&pos[10..10 + hl]);
     assert!(header.contains("'<f4'") && header.contains("(4096, 3)"), "{header}");
-    let vals: Vec<f32> = pos[10 + hl..].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let vals: Vec<f32> = pos[10 + hl..]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     assert_eq!(vals.len(), 4096 * 3);
     assert!(vals.iter().all(|v| (0.0..64.0).contains(v)));
     // power.txt: 4 numeric columns, N_modes integers, P_lin > 0.
     let txt = std::fs::read_to_string(o.join("power.txt")).unwrap();
-    let rows: Vec<Vec<f64>> = txt.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect()).collect();
+    let rows: Vec<Vec<f64>> = txt
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+        .collect();
     assert_eq!(rows.len(), 16);
     assert!(rows.iter().all(|r| r.len() == 4 && r[2].fract() == 0.0 && r[3] > 0.0 && r[1] > 0.0));
 
@@ -97,9 +117,19 @@ fn writes_every_output_and_protects_them() {
     assert_eq!(std::fs::read(o.join("positions.npy")).unwrap(), pos, "rerun is not bit-identical");
     // The resolved config reproduces the run.
     let d2 = tmpdir("outputs-resolved");
-    let re = bin().args(["simulate", "--quiet", "--config"]).arg(o.join("config.toml")).arg("--out").arg(d2.join("out")).output().unwrap();
+    let re = bin()
+        .args(["simulate", "--quiet", "--config"])
+        .arg(o.join("config.toml"))
+        .arg("--out")
+        .arg(d2.join("out"))
+        .output()
+        .unwrap();
     assert!(re.status.success(), "{}", String::from_utf8_lossy(&re.stderr));
-    assert_eq!(std::fs::read(d2.join("out/positions.npy")).unwrap(), pos, "config.toml does not reproduce the run");
+    assert_eq!(
+        std::fs::read(d2.join("out/positions.npy")).unwrap(),
+        pos,
+        "config.toml does not reproduce the run"
+    );
     // A different run into the same directory is refused, and nothing is touched …
     let other = simulate(&d, Some(SMALL), &["--seed", "7"]);
     assert_bad(&other, &["--force"]);
@@ -125,20 +155,41 @@ fn white_noise_file_is_used_and_checked() {
     let d2 = tmpdir("wn-seed");
     let b = simulate(&d2, Some(SMALL), &["--seed", "42"]);
     assert!(b.status.success());
-    assert_eq!(pa, std::fs::read(d2.join("out/positions.npy")).unwrap(), "file and seed give different runs");
+    assert_eq!(
+        pa,
+        std::fs::read(d2.join("out/positions.npy")).unwrap(),
+        "file and seed give different runs"
+    );
 
     let wrong_shape = d.join("shape.npy");
     write_npy(&wrong_shape, "<f8", &[8, 8, 8], &vec![0u8; 8 * 512]);
-    assert_bad(&simulate(&tmpdir("wn-shape"), Some(SMALL), &["--white-noise", wrong_shape.to_str().unwrap()]), &["shape.npy", "(8, 8, 8)", "16"]);
+    assert_bad(
+        &simulate(&tmpdir("wn-shape"), Some(SMALL), &["--white-noise", wrong_shape.to_str().unwrap()]),
+        &["shape.npy", "(8, 8, 8)", "16"],
+    );
     let wrong_dtype = d.join("dtype.npy");
     write_npy(&wrong_dtype, "<i8", &[n, n, n], &vec![0u8; 8 * n * n * n]);
-    assert_bad(&simulate(&tmpdir("wn-dtype"), Some(SMALL), &["--white-noise", wrong_dtype.to_str().unwrap()]), &["dtype.npy", "<i8"]);
+    assert_bad(
+        &simulate(&tmpdir("wn-dtype"), Some(SMALL), &["--white-noise", wrong_dtype.to_str().unwrap()]),
+        &["dtype.npy", "<i8"],
+    );
     let nan = d.join("nan.npy");
     let mut vals = vec![0.0f32; n * n * n];
     vals[5] = f32::NAN;
-    write_npy(&nan, "<f4", &[n, n, n], &vals.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
-    assert_bad(&simulate(&tmpdir("wn-nan"), Some(SMALL), &["--white-noise", nan.to_str().unwrap()]), &["nan.npy"]);
-    assert_bad(&simulate(&tmpdir("wn-missing"), Some(SMALL), &["--white-noise", "/nonexistent/w.npy"]), &["/nonexistent/w.npy"]);
+    write_npy(
+        &nan,
+        "<f4",
+        &[n, n, n],
+        &vals.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    );
+    assert_bad(
+        &simulate(&tmpdir("wn-nan"), Some(SMALL), &["--white-noise", nan.to_str().unwrap()]),
+        &["nan.npy"],
+    );
+    assert_bad(
+        &simulate(&tmpdir("wn-missing"), Some(SMALL), &["--white-noise", "/nonexistent/w.npy"]),
+        &["/nonexistent/w.npy"],
+    );
 }
 
 #[test]
@@ -158,9 +209,16 @@ fn bad_configs_give_one_line_and_exit_code_2() {
         let d = tmpdir(&format!("bad{i}"));
         let out = simulate(&d, Some(cfg), &[]);
         assert_bad(&out, needles);
-        assert!(!d.join("out").exists(), "case {i}: an output directory was created for a bad config");
+        assert!(
+            !d.join("out").exists(),
+            "case {i}: an output directory was created for a bad config"
+        );
     }
     let d = tmpdir("missing-config");
-    let out = bin().args(["simulate", "--config", "/nonexistent/c.toml", "--out"]).arg(d.join("out")).output().unwrap();
+    let out = bin()
+        .args(["simulate", "--config", "/nonexistent/c.toml", "--out"])
+        .arg(d.join("out"))
+        .output()
+        .unwrap();
     assert_bad(&out, &["/nonexistent/c.toml"]);
 }

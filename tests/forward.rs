@@ -71,10 +71,12 @@ fn initial_linear_field_has_the_linear_power_spectrum() {
     let dof = ps.p.len() as f64;
     assert!(chi2 / dof < 1.5, "χ²/dof = {:.3} over {dof} bins", chi2 / dof);
     // And a wrong normalisation would be caught: 2% too much power fails.
-    let chi2_bad: f64 = (0..ps.p.len()).map(|b| {
-        let w = 1.02 * want[b] / count[b];
-        (mean[b] - w).powi(2) / (2.0 * w * w / ps.n_modes[b] as f64 / seeds as f64)
-    }).sum();
+    let chi2_bad: f64 = (0..ps.p.len())
+        .map(|b| {
+            let w = 1.02 * want[b] / count[b];
+            (mean[b] - w).powi(2) / (2.0 * w * w / ps.n_modes[b] as f64 / seeds as f64)
+        })
+        .sum();
     assert!(chi2_bad / dof > 1.5, "the test cannot tell a 2% error: χ²/dof = {}", chi2_bad / dof);
 }
 
@@ -107,8 +109,14 @@ fn tiny_amplitude_growth_converges_to_linear_theory() {
     let b1: Vec<f64> = [16usize, 32, 64].iter().map(|&n| tiny_growth_error(n, n)).collect();
     let b2: Vec<f64> = [16usize, 32, 64].iter().map(|&n| tiny_growth_error(n, 2 * n)).collect();
     eprintln!("fundamental-bin growth error, n = 16, 32, 64: m = n {b1:.4?}, m = 2n {b2:.4?}");
-    assert!(b1[0].abs() > 2.5 * b1[1].abs() && b1[1].abs() > 2.5 * b1[2].abs(), "m = n: not second order {b1:?}");
-    assert!(b2[0].abs() > 1.7 * b2[1].abs() && b2[1].abs() > 1.7 * b2[2].abs(), "m = 2n: not converging {b2:?}");
+    assert!(
+        b1[0].abs() > 2.5 * b1[1].abs() && b1[1].abs() > 2.5 * b1[2].abs(),
+        "m = n: not second order {b1:?}"
+    );
+    assert!(
+        b2[0].abs() > 1.7 * b2[1].abs() && b2[1].abs() > 1.7 * b2[2].abs(),
+        "m = 2n: not converging {b2:?}"
+    );
     assert!(b1[2].abs() < 0.01 && b2[2].abs() < 0.03, "n = 64: m = n {b1:?}, m = 2n {b2:?}");
 }
 
@@ -117,11 +125,26 @@ fn default_run_matches_linear_theory_on_large_scales_and_is_thread_independent()
     let config = Config::default();
     let runs: Vec<State<f32>> = [1usize, 2]
         .iter()
-        .map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap().install(|| run::<f32>(&config).1))
+        .map(|&t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+                .install(|| run::<f32>(&config).1)
+        })
         .collect();
     let (a, b) = (&runs[0], &runs[1]);
-    let same = a.disp.iter().flatten().zip(b.disp.iter().flatten()).all(|(x, y)| x.to_bits() == y.to_bits())
-        && a.mom.iter().flatten().zip(b.mom.iter().flatten()).all(|(x, y)| x.to_bits() == y.to_bits());
+    let same = a
+        .disp
+        .iter()
+        .flatten()
+        .zip(b.disp.iter().flatten())
+        .all(|(x, y)| x.to_bits() == y.to_bits())
+        && a.mom
+            .iter()
+            .flatten()
+            .zip(b.mom.iter().flatten())
+            .all(|(x, y)| x.to_bits() == y.to_bits());
     assert!(same, "1-thread and 2-thread runs differ");
     let sim = Simulation::<f32>::new(&config).unwrap();
     let ps = sim.power(&sim.density(a));
@@ -130,7 +153,12 @@ fn default_run_matches_linear_theory_on_large_scales_and_is_thread_independent()
         let pl = sim.p_linear(ps.k[i], 1.0);
         if ps.k[i] < 0.05 {
             let sigma = (2.0 / ps.n_modes[i] as f64).sqrt();
-            assert!((ps.p[i] / pl - 1.0).abs() < 3.0 * sigma, "k = {:.4}: P/P_lin = {:.3} (±{sigma:.3})", ps.k[i], ps.p[i] / pl);
+            assert!(
+                (ps.p[i] / pl - 1.0).abs() < 3.0 * sigma,
+                "k = {:.4}: P/P_lin = {:.3} (±{sigma:.3})",
+                ps.k[i],
+                ps.p[i] / pl
+            );
         }
         if ps.k[i] > 0.3 && ps.k[i] < 0.6 {
             nonlinear.push(ps.p[i] / pl);
@@ -154,7 +182,12 @@ fn f32_and_f64_runs_agree() {
     let (_, a) = run::<f32>(&config);
     config.run.precision = cosmograd::core::config::Precision::F64;
     let (_, b) = run::<f64>(&config);
-    let num: f64 = a.disp.iter().zip(&b.disp).map(|(x, y)| (0..3).map(|d| (x[d] as f64 - y[d]).powi(2)).sum::<f64>()).sum();
+    let num: f64 = a
+        .disp
+        .iter()
+        .zip(&b.disp)
+        .map(|(x, y)| (0..3).map(|d| (x[d] as f64 - y[d]).powi(2)).sum::<f64>())
+        .sum();
     let den: f64 = b.disp.iter().map(|y| (0..3).map(|d| y[d] * y[d]).sum::<f64>()).sum();
     let rel = (num / den).sqrt();
     assert!(rel < 1e-3, "‖s_f32 − s_f64‖/‖s‖ = {rel:.3e}");

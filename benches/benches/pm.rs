@@ -19,10 +19,16 @@ fn bench(c: &mut Criterion) {
     for threads in [1usize, 2] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut g = c.benchmark_group(format!("pm_64_128_t{threads}"));
-        g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(3))
+            .warm_up_time(Duration::from_millis(500));
         g.throughput(Throughput::Elements(np));
-        g.bench_function("cic_paint", |b| b.iter(|| pool.install(|| grav.cic().paint(&disp, None, &mut mesh, &mut sc))));
-        g.bench_function("cic_readout3", |b| b.iter(|| pool.install(|| grav.cic().readout(&disp, [&mesh[..], &mesh[..], &mesh[..]], &mut out))));
+        g.bench_function("cic_paint", |b| {
+            b.iter(|| pool.install(|| grav.cic().paint(&disp, None, &mut mesh, &mut sc)))
+        });
+        g.bench_function("cic_readout3", |b| {
+            b.iter(|| pool.install(|| grav.cic().readout(&disp, [&mesh[..], &mesh[..], &mesh[..]], &mut out)))
+        });
         g.bench_function("force", |b| b.iter(|| pool.install(|| grav.accel(&disp, 1.0, &mut out, &mut ws))));
         g.finish();
     }

@@ -41,6 +41,8 @@ pub struct Cic {
     base: Vec<i64>,
     /// Per lattice index along an axis: fractional part `(i·m mod n)/n − ½` (the −½ of cell centres).
     off: Vec<f64>,
+    /// log2(n) when n is a power of two (index arithmetic by shifts instead of divisions).
+    shift: Option<u32>,
 }
 
 /// Reusable scratch of [`Cic::paint`]: the plane sort of the particles.
@@ -57,6 +59,13 @@ pub struct PaintScratch {
 struct SyncPtr<T>(*mut T);
 unsafe impl<T: Send> Send for SyncPtr<T> {}
 unsafe impl<T: Send> Sync for SyncPtr<T> {}
+impl<T> SyncPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Send + Sync` wrapper).
+    #[inline(always)]
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
 
 /// The 2×2×2 stencil of one particle: lower corner indices and weights per axis, and the
 /// derivative of each axis weight w.r.t. the position in Mpc/h (`∓1/Δ`).
@@ -75,7 +84,15 @@ impl Cic {
         assert!(n >= 1 && m >= 1 && box_size > 0.0, "invalid CIC geometry");
         let base = (0..n).map(|i| ((i * m) / n) as i64).collect();
         let off = (0..n).map(|i| ((i * m) % n) as f64 / n as f64 - 0.5).collect();
-        Cic { n, m, box_size, base, off }
+        let shift = n.is_power_of_two().then(|| n.trailing_zeros());
+        Cic {
+            n,
+            m,
+            box_size,
+            base,
+            off,
+            shift,
+        }
     }
     /// Particles per side.
     pub fn n(&self) -> usize {
@@ -96,20 +113,58 @@ impl Cic {
 
     #[inline(always)]
     fn lattice(&self, p: usize) -> [usize; 3] {
-        let n = self.n;
-        [p / (n * n), (p / n) % n, p % n]
+        match self.shift {
+            Some(s) => {
+                let mask = self.n - 1;
+                [p >> (2 * s), (p >> s) & mask, p & mask]
+            }
+            None => {
+                let n = self.n;
+                [p / (n * n), (p / n) % n, p % n]
+            }
+        }
+    }
+
+    /// `j` wrapped into `0..m` (periodic); the division is taken only for far-out indices.
+    #[inline(always)]
+    fn wrap(&self, j: i64) -> usize {
+        let m = self.m as i64;
+        if j >= 0 && j < m {
+            j as usize
+        } else if j >= m && j < 2 * m {
+            (j - m) as usize
+        } else if j < 0 && j >= -m {
+            (j + m) as usize
+        } else {
+            j.rem_euclid(m) as usize
+        }
+    }
+
+    /// `(⌊t⌋, t − ⌊t⌋)` without `floor()`, which on baseline x86-64 (no SSE4.1) is a libm call:
+    /// a truncating conversion corrected for negative `t`.
+    #[inline(always)]
+    fn split<T: Real>(t: T) -> (i64, T) {
+        let i = t.to_i64().unwrap_or(0);
+        let f = t - T::of(i as f64);
+        if f < T::zero() {
+            (i - 1, f + T::one())
+        } else {
+            (i, f)
+        }
     }
 
     #[inline(always)]
     fn stencil<T: Real>(&self, p: usize, s: &[T; 3], inv_cell: T) -> Stencil<T> {
         let q = self.lattice(p);
-        let m = self.m as i64;
-        let mut st = Stencil { i0: [0; 3], i1: [0; 3], w0: [T::zero(); 3], w1: [T::zero(); 3] };
+        let mut st = Stencil {
+            i0: [0; 3],
+            i1: [0; 3],
+            w0: [T::zero(); 3],
+            w1: [T::zero(); 3],
+        };
         for d in 0..3 {
-            let t = T::of(self.off[q[d]]) + s[d] * inv_cell;
-            let fl = t.floor();
-            let f = t - fl;
-            let j0 = (self.base[q[d]] + fl.to_i64().unwrap_or(0)).rem_euclid(m) as usize;
+            let (fl, f) = Self::split(T::of(self.off[q[d]]) + s[d] * inv_cell);
+            let j0 = self.wrap(self.base[q[d]] + fl);
             st.i0[d] = j0;
             st.i1[d] = if j0 + 1 == self.m { 0 } else { j0 + 1 };
             st.w0[d] = T::one() - f;
@@ -120,9 +175,9 @@ impl Cic {
 
     #[inline(always)]
     fn lower_plane<T: Real>(&self, p: usize, sx: T, inv_cell: T) -> u32 {
-        let ix = p / (self.n * self.n);
-        let t = T::of(self.off[ix]) + sx * inv_cell;
-        (self.base[ix] + t.floor().to_i64().unwrap_or(0)).rem_euclid(self.m as i64) as u32
+        let ix = self.lattice(p)[0];
+        let (fl, _) = Self::split(T::of(self.off[ix]) + sx * inv_cell);
+        self.wrap(self.base[ix] + fl) as u32
     }
 
     /// Stable counting sort of particles by the x-plane of their lower CIC corner.
@@ -165,12 +220,11 @@ impl Cic {
         sc.order.resize(np, 0);
         let order = SyncPtr(sc.order.as_mut_ptr());
         offsets.par_chunks_mut(m).enumerate().for_each(|(c, off)| {
-            let order = order;
             for p in c * chunk..((c + 1) * chunk).min(np) {
                 let j = plane[p] as usize;
                 // SAFETY: every (chunk, plane) pair owns the disjoint range
                 // [offsets[c*m+j], offsets[c*m+j] + counts[c*m+j]) of `order`.
-                unsafe { *order.0.add(off[j]) = p as u32 };
+                unsafe { *order.get().add(off[j]) = p as u32 };
                 off[j] += 1;
             }
         });
@@ -196,7 +250,6 @@ impl Cic {
         let inv_cell = T::of(1.0 / self.cell());
         let ptr = SyncPtr(mesh.as_mut_ptr());
         let paint_plane = |j: usize| {
-            let ptr = ptr;
             for &p in &sc.order[sc.start[j]..sc.start[j + 1]] {
                 let p = p as usize;
                 let st = self.stencil(p, &disp[p], inv_cell);
@@ -209,8 +262,8 @@ impl Cic {
                         // SAFETY: particles of plane j write only x-planes j and j+1 (mod m); the
                         // colouring below never runs two planes with overlapping pairs at once.
                         unsafe {
-                            *ptr.0.add(row + st.i0[2]) += vxy * st.w0[2];
-                            *ptr.0.add(row + st.i1[2]) += vxy * st.w1[2];
+                            *ptr.get().add(row + st.i0[2]) += vxy * st.w0[2];
+                            *ptr.get().add(row + st.i1[2]) += vxy * st.w1[2];
                         }
                     }
                 }
@@ -428,8 +481,14 @@ mod tests {
         let (m1, o1) = run(1);
         for t in [2, 3, 4] {
             let (mt, ot) = run(t);
-            assert!(m1.iter().zip(&mt).all(|(a, b)| a.to_bits() == b.to_bits()), "paint differs at {t} threads");
-            assert!(o1.iter().zip(&ot).all(|(a, b)| a[0].to_bits() == b[0].to_bits()), "readout differs at {t} threads");
+            assert!(
+                m1.iter().zip(&mt).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "paint differs at {t} threads"
+            );
+            assert!(
+                o1.iter().zip(&ot).all(|(a, b)| a[0].to_bits() == b[0].to_bits()),
+                "readout differs at {t} threads"
+            );
         }
     }
 

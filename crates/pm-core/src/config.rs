@@ -472,10 +472,7 @@ pub enum TransferChoice {
 impl TransferChoice {
     /// True for the two Eisenstein–Hu forms.
     pub fn is_eisenstein_hu(&self) -> bool {
-        matches!(
-            self,
-            TransferChoice::EisensteinHu | TransferChoice::EisensteinHuNoWiggle
-        )
+        matches!(self, TransferChoice::EisensteinHu | TransferChoice::EisensteinHuNoWiggle)
     }
 }
 
@@ -548,9 +545,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             let reason = match e.kind() {
                 std::io::ErrorKind::NotFound => "config file not found".to_string(),
-                std::io::ErrorKind::InvalidData => {
-                    "config file is not valid UTF-8 text".to_string()
-                }
+                std::io::ErrorKind::InvalidData => "config file is not valid UTF-8 text".to_string(),
                 _ => format!("cannot read config file: {e}"),
             };
             Error::file(path, reason)
@@ -602,15 +597,13 @@ impl Config {
             // Floats in their shortest exact form (`2.1e-9`, not `0.0000000021`).
             let reformatted;
             let line = match t.split_once(" = ") {
-                Some((k, v)) if v.contains('.') && !v.starts_with(['"', '[', '\'']) => {
-                    match v.parse::<f64>() {
-                        Ok(x) if x.is_finite() && format!("{x:?}").parse::<f64>() == Ok(x) => {
-                            reformatted = format!("{k} = {x:?}");
-                            reformatted.as_str()
-                        }
-                        _ => line,
+                Some((k, v)) if v.contains('.') && !v.starts_with(['"', '[', '\'']) => match v.parse::<f64>() {
+                    Ok(x) if x.is_finite() && format!("{x:?}").parse::<f64>() == Ok(x) => {
+                        reformatted = format!("{k} = {x:?}");
+                        reformatted.as_str()
                     }
-                }
+                    _ => line,
+                },
                 _ => line,
             };
             let comment = t
@@ -649,11 +642,7 @@ impl Config {
     fn validate_box(&self) -> Result<()> {
         let b = &self.box_;
         if !(b.size.is_finite() && b.size > 0.0) {
-            return Err(Error::invalid(
-                "box.size",
-                num(b.size),
-                "a finite box side > 0 in Mpc/h",
-            ));
+            return Err(Error::invalid("box.size", num(b.size), "a finite box side > 0 in Mpc/h"));
         }
         if !(2..=MAX_PARTICLES).contains(&b.particles) {
             return Err(Error::invalid(
@@ -664,10 +653,7 @@ impl Config {
         }
         let n = b.particles;
         if b.mesh == 0 || b.mesh % n != 0 || b.mesh > MAX_MESH {
-            let mut expected = format!(
-                "a positive multiple of box.particles = {n}, e.g. {n} or {}",
-                2 * n
-            );
+            let mut expected = format!("a positive multiple of box.particles = {n}, e.g. {n} or {}", 2 * n);
             if b.mesh > MAX_MESH {
                 expected.push_str(&format!(", at most {MAX_MESH}"));
             }
@@ -686,11 +672,7 @@ impl Config {
                 format!("0 < omega_b < cosmology.omega_m = {:?}", c.omega_m),
             ));
         }
-        positive(
-            "cosmology.h",
-            c.h,
-            "a finite h = H0 / (100 km/s/Mpc) > 0, e.g. 0.6766",
-        )?;
+        positive("cosmology.h", c.h, "a finite h = H0 / (100 km/s/Mpc) > 0, e.g. 0.6766")?;
         finite("cosmology.n_s", c.n_s)?;
         if let Some(s8) = c.sigma8 {
             positive("cosmology.sigma8", s8, "a finite sigma8 > 0, e.g. 0.8102")?;
@@ -701,39 +683,33 @@ impl Config {
         finite("cosmology.w0", c.w0)?;
         finite("cosmology.wa", c.wa)?;
         finite("cosmology.omega_k", c.omega_k)?;
-        positive(
-            "cosmology.t_cmb",
-            c.t_cmb,
-            "a finite CMB temperature > 0 in K, e.g. 2.7255",
-        )?;
+        positive("cosmology.t_cmb", c.t_cmb, "a finite CMB temperature > 0 in K, e.g. 2.7255")?;
         match &c.transfer {
-            TransferChoice::EisensteinHu | TransferChoice::EisensteinHuNoWiggle => {
-                match (c.sigma8, c.a_s) {
-                    (Some(_), Some(a_s)) => {
-                        return Err(Error::invalid(
-                            "cosmology.a_s",
-                            num(a_s),
-                            format!(
-                                "exactly one of cosmology.sigma8 and cosmology.a_s with transfer = \"{}\" \
+            TransferChoice::EisensteinHu | TransferChoice::EisensteinHuNoWiggle => match (c.sigma8, c.a_s) {
+                (Some(_), Some(a_s)) => {
+                    return Err(Error::invalid(
+                        "cosmology.a_s",
+                        num(a_s),
+                        format!(
+                            "exactly one of cosmology.sigma8 and cosmology.a_s with transfer = \"{}\" \
                                  (sigma8 is also set; remove one)",
-                                c.transfer
-                            ),
-                        ))
-                    }
-                    (None, None) => {
-                        return Err(Error::invalid(
-                            "cosmology.sigma8",
-                            "(unset)",
-                            format!(
-                                "exactly one of cosmology.sigma8 (e.g. 0.8102) and cosmology.a_s \
-                                 (e.g. 2.1e-9) with transfer = \"{}\"",
-                                c.transfer
-                            ),
-                        ))
-                    }
-                    _ => {}
+                            c.transfer
+                        ),
+                    ))
                 }
-            }
+                (None, None) => {
+                    return Err(Error::invalid(
+                        "cosmology.sigma8",
+                        "(unset)",
+                        format!(
+                            "exactly one of cosmology.sigma8 (e.g. 0.8102) and cosmology.a_s \
+                                 (e.g. 2.1e-9) with transfer = \"{}\"",
+                            c.transfer
+                        ),
+                    ))
+                }
+                _ => {}
+            },
             TransferChoice::File(p) => {
                 if let Some(a_s) = c.a_s {
                     return Err(Error::invalid(
@@ -747,24 +723,11 @@ impl Config {
                                     k [h/Mpc] P [(Mpc/h)^3] text file";
                 match std::fs::metadata(p) {
                     Ok(m) if m.is_file() => {}
-                    Ok(_) => {
-                        return Err(Error::file(
-                            p,
-                            format!("cosmology.transfer: not a regular file (expected {WHAT})"),
-                        ))
-                    }
+                    Ok(_) => return Err(Error::file(p, format!("cosmology.transfer: not a regular file (expected {WHAT})"))),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(Error::file(
-                            p,
-                            format!("cosmology.transfer: file not found (expected {WHAT})"),
-                        ))
+                        return Err(Error::file(p, format!("cosmology.transfer: file not found (expected {WHAT})")))
                     }
-                    Err(e) => {
-                        return Err(Error::file(
-                            p,
-                            format!("cosmology.transfer: cannot read: {e}"),
-                        ))
-                    }
+                    Err(e) => return Err(Error::file(p, format!("cosmology.transfer: cannot read: {e}"))),
                 }
             }
         }
@@ -808,10 +771,7 @@ impl Config {
                 return Err(Error::invalid(
                     field,
                     num(a),
-                    format!(
-                        "a scale factor in (time.a_start, time.a_stop] = ({:?}, {:?}]",
-                        t.a_start, t.a_stop
-                    ),
+                    format!("a scale factor in (time.a_start, time.a_stop] = ({:?}, {:?}]", t.a_start, t.a_stop),
                 ));
             }
             if let Some(p) = prev {
@@ -819,10 +779,7 @@ impl Config {
                     return Err(Error::invalid(
                         field,
                         num(a),
-                        format!(
-                            "strictly increasing snapshots: more than time.snapshots[{}] = {p:?}",
-                            i - 1
-                        ),
+                        format!("strictly increasing snapshots: more than time.snapshots[{}] = {p:?}", i - 1),
                     ));
                 }
             }
@@ -837,10 +794,7 @@ impl Config {
             return Err(Error::invalid(
                 "run.seed",
                 r.seed,
-                format!(
-                    "0 <= seed <= {} (TOML integers are signed 64-bit)",
-                    i64::MAX
-                ),
+                format!("0 <= seed <= {} (TOML integers are signed 64-bit)", i64::MAX),
             ));
         }
         if let Some(p) = &r.white_noise {
@@ -848,17 +802,9 @@ impl Config {
                                 float32 or float64";
             match std::fs::metadata(p) {
                 Ok(m) if m.is_file() => {}
-                Ok(_) => {
-                    return Err(Error::file(
-                        p,
-                        format!("run.white_noise: not a regular file (expected {WHAT})"),
-                    ))
-                }
+                Ok(_) => return Err(Error::file(p, format!("run.white_noise: not a regular file (expected {WHAT})"))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::file(
-                        p,
-                        format!("run.white_noise: file not found (expected {WHAT})"),
-                    ))
+                    return Err(Error::file(p, format!("run.white_noise: file not found (expected {WHAT})")))
                 }
                 Err(e) => return Err(Error::file(p, format!("run.white_noise: cannot read: {e}"))),
             }
@@ -947,10 +893,7 @@ fn toml_error(e: &toml::de::Error, src: &str, origin: &str) -> Error {
         return Error::file(origin, message);
     };
     let start = span.start.min(src.len());
-    let line_no = src.as_bytes()[..start]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count();
+    let line_no = src.as_bytes()[..start].iter().filter(|&&b| b == b'\n').count();
     let lines: Vec<&str> = src.lines().collect();
     // The section the error is in, and the key on its line when the span is a value.
     let section = lines
@@ -964,9 +907,7 @@ fn toml_error(e: &toml::de::Error, src: &str, origin: &str) -> Error {
     let key = lines.get(line_no).and_then(|l| {
         let (k, _) = l.split_once('=')?;
         let k = k.trim();
-        let bare = !k.is_empty()
-            && k.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        let bare = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
         bare.then(|| k.to_string())
     });
     let msg = match key {
@@ -1077,10 +1018,7 @@ slice_thickness = 8.5
         let cfg = parse(s).unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.box_.mesh, 96);
-        assert_eq!(
-            cfg.cosmology.sigma8, None,
-            "a_s alone must not inherit the default sigma8"
-        );
+        assert_eq!(cfg.cosmology.sigma8, None, "a_s alone must not inherit the default sigma8");
         assert_eq!(cfg.cosmology.a_s, Some(2.1e-9));
         assert_eq!(cfg.cosmology.transfer, TransferChoice::EisensteinHuNoWiggle);
         assert_eq!(cfg.time.lpt, LptOrder::One);
@@ -1104,8 +1042,7 @@ slice_thickness = 8.5
         cfg.box_.size = 1.0 / 3.0;
         cfg.cosmology.omega_m = 0.1 + 0.2;
         cfg.cosmology.sigma8 = Some(0.8);
-        cfg.cosmology.transfer =
-            TransferChoice::File(PathBuf::from("/tmp/dir with space/pk \"z0\".txt"));
+        cfg.cosmology.transfer = TransferChoice::File(PathBuf::from("/tmp/dir with space/pk \"z0\".txt"));
         cfg.time.snapshots = vec![0.1, 0.25, 1.0 / 3.0];
         cfg.time.lpt = LptOrder::One;
         cfg.run.seed = i64::MAX as u64;
@@ -1144,8 +1081,7 @@ slice_thickness = 8.5
             "slice_thickness",
         ] {
             assert!(
-                text.lines()
-                    .any(|l| l.trim_start().starts_with(&format!("{key} ="))),
+                text.lines().any(|l| l.trim_start().starts_with(&format!("{key} ="))),
                 "key {key} missing from\n{text}"
             );
         }
@@ -1169,12 +1105,12 @@ slice_thickness = 8.5
         let e = parse("[box]\nsize = 100.0\nsizee = 3\n").unwrap_err();
         let s = one_line(&e);
         assert!(matches!(e, Error::File { .. }));
-        assert_eq!(s, "config.toml: line 3: unknown field `sizee`, expected one of `size`, `particles`, `mesh`");
-        let s = one_line(&parse("# comment\n[boxx]\nsize = 1.0\n").unwrap_err());
-        assert!(
-            s.starts_with("config.toml: line 2: unknown field `boxx`"),
-            "{s}"
+        assert_eq!(
+            s,
+            "config.toml: line 3: unknown field `sizee`, expected one of `size`, `particles`, `mesh`"
         );
+        let s = one_line(&parse("# comment\n[boxx]\nsize = 1.0\n").unwrap_err());
+        assert!(s.starts_with("config.toml: line 2: unknown field `boxx`"), "{s}");
         let s = one_line(&parse("[cosmology]\nsigma_8 = 0.8\n").unwrap_err());
         assert!(s.contains("line 2") && s.contains("sigma_8"), "{s}");
     }
@@ -1182,24 +1118,15 @@ slice_thickness = 8.5
     #[test]
     fn type_and_syntax_errors_are_one_line() {
         let s = one_line(&parse("[box]\nparticles = 64.5\n").unwrap_err());
-        assert!(
-            s.starts_with("config.toml: line 2: box.particles: invalid type"),
-            "{s}"
-        );
+        assert!(s.starts_with("config.toml: line 2: box.particles: invalid type"), "{s}");
         let s = one_line(&parse("[box]\nparticles = -4\n").unwrap_err());
         assert!(s.contains("line 2") && s.contains("box.particles"), "{s}");
         let s = one_line(&parse("[time]\nlpt = 3\n").unwrap_err());
-        assert!(
-            s.contains("line 2") && s.contains("time.lpt") && s.contains("1 or 2"),
-            "{s}"
-        );
+        assert!(s.contains("line 2") && s.contains("time.lpt") && s.contains("1 or 2"), "{s}");
         let s = one_line(&parse("[time]\nlpt = \"2\"\n").unwrap_err());
         assert!(s.contains("time.lpt"), "{s}");
         let s = one_line(&parse("[run]\nprecision = \"f16\"\n").unwrap_err());
-        assert!(
-            s.contains("line 2") && s.contains("f16") && s.contains("f32"),
-            "{s}"
-        );
+        assert!(s.contains("line 2") && s.contains("f16") && s.contains("f32"), "{s}");
         let s = one_line(&parse("[time]\nspacing = \"log\"\n").unwrap_err());
         assert!(s.contains("loga"), "{s}");
         let s = one_line(&parse("[force]\ngradient = \"fd2\"\n").unwrap_err());
@@ -1226,133 +1153,51 @@ slice_thickness = 8.5
         let e = bad(&|c| c.box_.mesh = 100);
         assert_eq!(invalid_field(&e), "box.mesh");
         assert!(
-            e.to_string()
-                .contains("a positive multiple of box.particles = 64, e.g. 64 or 128"),
+            e.to_string().contains("a positive multiple of box.particles = 64, e.g. 64 or 128"),
             "{e}"
         );
         assert_eq!(invalid_field(&bad(&|c| c.box_.mesh = 32)), "box.mesh");
         assert_eq!(invalid_field(&bad(&|c| c.box_.mesh = 0)), "box.mesh");
         assert_eq!(invalid_field(&bad(&|c| c.box_.size = 0.0)), "box.size");
         assert_eq!(invalid_field(&bad(&|c| c.box_.size = f64::NAN)), "box.size");
-        assert_eq!(
-            invalid_field(&bad(&|c| c.box_.size = f64::INFINITY)),
-            "box.size"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.box_.particles = 1)),
-            "box.particles"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.omega_m = 0.0)),
-            "cosmology.omega_m"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.omega_m = -0.3)),
-            "cosmology.omega_m"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.omega_b = 0.0)),
-            "cosmology.omega_b"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.omega_b = 0.4)),
-            "cosmology.omega_b"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.h = -0.7)),
-            "cosmology.h"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.n_s = f64::NAN)),
-            "cosmology.n_s"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.sigma8 = Some(0.0))),
-            "cosmology.sigma8"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.w0 = f64::NEG_INFINITY)),
-            "cosmology.w0"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.wa = f64::NAN)),
-            "cosmology.wa"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.omega_k = f64::NAN)),
-            "cosmology.omega_k"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.t_cmb = 0.0)),
-            "cosmology.t_cmb"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.a_s = Some(2e-9))),
-            "cosmology.a_s"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.cosmology.sigma8 = None)),
-            "cosmology.sigma8"
-        );
+        assert_eq!(invalid_field(&bad(&|c| c.box_.size = f64::INFINITY)), "box.size");
+        assert_eq!(invalid_field(&bad(&|c| c.box_.particles = 1)), "box.particles");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.omega_m = 0.0)), "cosmology.omega_m");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.omega_m = -0.3)), "cosmology.omega_m");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.omega_b = 0.0)), "cosmology.omega_b");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.omega_b = 0.4)), "cosmology.omega_b");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.h = -0.7)), "cosmology.h");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.n_s = f64::NAN)), "cosmology.n_s");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.sigma8 = Some(0.0))), "cosmology.sigma8");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.w0 = f64::NEG_INFINITY)), "cosmology.w0");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.wa = f64::NAN)), "cosmology.wa");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.omega_k = f64::NAN)), "cosmology.omega_k");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.t_cmb = 0.0)), "cosmology.t_cmb");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.a_s = Some(2e-9))), "cosmology.a_s");
+        assert_eq!(invalid_field(&bad(&|c| c.cosmology.sigma8 = None)), "cosmology.sigma8");
         let e = bad(&|c| {
             c.cosmology.sigma8 = None;
             c.cosmology.a_s = Some(-1.0)
         });
         assert_eq!(invalid_field(&e), "cosmology.a_s");
-        assert_eq!(
-            invalid_field(&bad(&|c| c.time.a_start = 0.0)),
-            "time.a_start"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.time.a_start = 1.0)),
-            "time.a_start"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.time.a_start = 2.0)),
-            "time.a_start"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.time.a_start = f64::NAN)),
-            "time.a_start"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.time.a_stop = f64::INFINITY)),
-            "time.a_stop"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.time.a_stop = 11.0)),
-            "time.a_stop"
-        );
+        assert_eq!(invalid_field(&bad(&|c| c.time.a_start = 0.0)), "time.a_start");
+        assert_eq!(invalid_field(&bad(&|c| c.time.a_start = 1.0)), "time.a_start");
+        assert_eq!(invalid_field(&bad(&|c| c.time.a_start = 2.0)), "time.a_start");
+        assert_eq!(invalid_field(&bad(&|c| c.time.a_start = f64::NAN)), "time.a_start");
+        assert_eq!(invalid_field(&bad(&|c| c.time.a_stop = f64::INFINITY)), "time.a_stop");
+        assert_eq!(invalid_field(&bad(&|c| c.time.a_stop = 11.0)), "time.a_stop");
         assert_eq!(invalid_field(&bad(&|c| c.time.steps = 0)), "time.steps");
-        assert_eq!(
-            invalid_field(&bad(&|c| c.time.steps = MAX_STEPS + 1)),
-            "time.steps"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.time.snapshots = vec![0.5, 0.02])),
-            "time.snapshots[1]"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.time.snapshots = vec![0.5, 1.5])),
-            "time.snapshots[1]"
-        );
+        assert_eq!(invalid_field(&bad(&|c| c.time.steps = MAX_STEPS + 1)), "time.steps");
+        assert_eq!(invalid_field(&bad(&|c| c.time.snapshots = vec![0.5, 0.02])), "time.snapshots[1]");
+        assert_eq!(invalid_field(&bad(&|c| c.time.snapshots = vec![0.5, 1.5])), "time.snapshots[1]");
         assert_eq!(
             invalid_field(&bad(&|c| c.time.snapshots = vec![0.2, 0.5, 0.5])),
             "time.snapshots[2]"
         );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.time.snapshots = vec![f64::NAN])),
-            "time.snapshots[0]"
-        );
-        assert_eq!(
-            invalid_field(&bad(&|c| c.run.threads = 5000)),
-            "run.threads"
-        );
+        assert_eq!(invalid_field(&bad(&|c| c.time.snapshots = vec![f64::NAN])), "time.snapshots[0]");
+        assert_eq!(invalid_field(&bad(&|c| c.run.threads = 5000)), "run.threads");
         assert_eq!(invalid_field(&bad(&|c| c.run.seed = u64::MAX)), "run.seed");
-        assert_eq!(
-            invalid_field(&bad(&|c| c.output.slice_thickness = 0.0)),
-            "output.slice_thickness"
-        );
+        assert_eq!(invalid_field(&bad(&|c| c.output.slice_thickness = 0.0)), "output.slice_thickness");
         // Accepted edge cases.
         let mut c = Config::default();
         c.time.snapshots = vec![0.03, 0.5, 1.0];
@@ -1426,11 +1271,7 @@ slice_thickness = 8.5
         std::fs::write(&cfg_path, "[run]\nwhite_noise = \"ics/w.npy\"\n").unwrap();
         let cfg = Config::load(&cfg_path).unwrap();
         let p = cfg.run.white_noise.clone().unwrap();
-        assert!(
-            p.is_absolute() && p.ends_with("ics/w.npy") && p.is_file(),
-            "{}",
-            p.display()
-        );
+        assert!(p.is_absolute() && p.ends_with("ics/w.npy") && p.is_file(), "{}", p.display());
         cfg.validate().unwrap();
         let text = cfg.to_toml_string();
         assert!(text.contains("white_noise = "), "{text}");
@@ -1461,10 +1302,7 @@ slice_thickness = 8.5
         std::fs::write(&bad, "[box]\nmesh = 128\nparticle = 64\n").unwrap();
         let s = one_line(&Config::load(&bad).unwrap_err());
         assert!(
-            s.starts_with(&format!(
-                "{}: line 3: unknown field `particle`",
-                bad.display()
-            )),
+            s.starts_with(&format!("{}: line 3: unknown field `particle`", bad.display())),
             "{s}"
         );
         std::fs::write(&bad, [0xffu8, 0xfe, 0x00]).unwrap();
@@ -1480,10 +1318,7 @@ slice_thickness = 8.5
         assert_eq!(LptOrder::Two.order(), 2);
         assert_eq!(Spacing::LogA.to_string(), "loga");
         assert_eq!(Gradient::Fd4.to_string(), "fd4");
-        assert_eq!(
-            TransferChoice::EisensteinHuNoWiggle.to_string(),
-            "eh-nowiggle"
-        );
+        assert_eq!(TransferChoice::EisensteinHuNoWiggle.to_string(), "eh-nowiggle");
         let b = BoxConfig::default();
         assert_eq!(b.n_particles(), 64 * 64 * 64);
         assert_eq!(b.cell_size(), 2.0);

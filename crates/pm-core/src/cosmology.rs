@@ -105,9 +105,7 @@ impl Background {
     #[inline]
     pub(crate) fn e2(&self, a: f64) -> f64 {
         let ia = 1.0 / a;
-        self.omega_m * ia * ia * ia
-            + self.omega_k * ia * ia
-            + self.omega_de * self.de_density_ratio(a)
+        self.omega_m * ia * ia * ia + self.omega_k * ia * ia + self.omega_de * self.de_density_ratio(a)
     }
     /// (E², dlnE/dlna), eq. 4, sharing the work.
     #[inline]
@@ -143,11 +141,7 @@ impl Cosmology {
             if v.is_finite() {
                 Ok(())
             } else {
-                Err(Error::invalid(
-                    format!("cosmology.{field}"),
-                    v,
-                    "a finite number",
-                ))
+                Err(Error::invalid(format!("cosmology.{field}"), v, "a finite number"))
             }
         };
         pos("omega_m", self.omega_m)?;
@@ -184,7 +178,10 @@ impl Cosmology {
             if !(e2.is_finite() && e2 > 0.0) {
                 return Err(Error::invalid(
                     "cosmology",
-                    format!("omega_m = {}, omega_k = {}, w0 = {}, wa = {}", self.omega_m, self.omega_k, self.w0, self.wa),
+                    format!(
+                        "omega_m = {}, omega_k = {}, w0 = {}, wa = {}",
+                        self.omega_m, self.omega_k, self.w0, self.wa
+                    ),
                     format!(
                         "parameters with E(a)^2 > 0 for 1e-8 <= a <= 10 (E^2 = {e2:e} at a = {a:.4e}): \
                          reduce omega_k or the dark-energy density, or change w0/wa"
@@ -240,15 +237,7 @@ impl Cosmology {
 mod tests {
     use super::*;
 
-    fn table(name: &str) -> Vec<Vec<f64>> {
-        let path = format!("{}/tests/reference/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
-            .collect()
-    }
+    use crate::testing::reference_table as table;
 
     #[test]
     fn e_matches_background_table() {
@@ -274,23 +263,15 @@ mod tests {
         for &a in &[0.01, 0.1, 0.5, 1.0, 3.0] {
             let h: f64 = 1e-5;
             let fd = (c.e(h.exp() * a).ln() - c.e((-h).exp() * a).ln()) / (2.0 * h);
-            assert!(
-                (fd - c.dlne_dlna(a)).abs() < 1e-8,
-                "a = {a}: {fd} vs {}",
-                c.dlne_dlna(a)
-            );
+            assert!((fd - c.dlne_dlna(a)).abs() < 1e-8, "a = {a}: {fd} vs {}", c.dlne_dlna(a));
             // ρ_de ∝ exp(−3 ∫ (1 + w) dln a)
-            let fd = (c.de_density_ratio(h.exp() * a).ln()
-                - c.de_density_ratio((-h).exp() * a).ln())
-                / (2.0 * h);
+            let fd = (c.de_density_ratio(h.exp() * a).ln() - c.de_density_ratio((-h).exp() * a).ln()) / (2.0 * h);
             assert!((fd + 3.0 * (1.0 + c.w(a))).abs() < 1e-8);
         }
         assert!((c.de_density_ratio(1.0) - 1.0).abs() < 1e-15);
         // Ω_m(a) + Ω_k(a) + Ω_de(a) = 1
         let a = 0.4;
-        let sum = c.omega_m_a(a)
-            + c.omega_k / (a * a * c.e2(a))
-            + c.omega_de() * c.de_density_ratio(a) / c.e2(a);
+        let sum = c.omega_m_a(a) + c.omega_k / (a * a * c.e2(a)) + c.omega_de() * c.de_density_ratio(a) / c.e2(a);
         assert!((sum - 1.0).abs() < 1e-14);
     }
 

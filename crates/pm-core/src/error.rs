@@ -51,10 +51,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Shorthand for [`Error::Invalid`].
     pub fn invalid(field: impl Into<String>, value: impl ToString, expected: impl Into<String>) -> Self {
-        Error::Invalid { field: field.into(), value: value.to_string(), expected: expected.into() }
+        Error::Invalid {
+            field: field.into(),
+            value: value.to_string(),
+            expected: expected.into(),
+        }
     }
     /// Shorthand for [`Error::File`].
     pub fn file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::File { path: path.into(), reason: reason.into() }
+        Error::File {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }

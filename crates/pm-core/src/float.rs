@@ -17,18 +17,7 @@ mod sealed {
 
 /// A real scalar for fields and particles: `f32` or `f64` (sealed).
 pub trait Real:
-    sealed::Sealed
-    + Float
-    + FloatConst
-    + NumAssign
-    + rustfft::FftNum
-    + Default
-    + Sum
-    + Debug
-    + Display
-    + Send
-    + Sync
-    + 'static
+    sealed::Sealed + Float + FloatConst + NumAssign + rustfft::FftNum + Default + Sum + Debug + Display + Send + Sync + 'static
 {
     /// Name used in configs and file headers: `"f32"` or `"f64"`.
     const NAME: &'static str;

@@ -34,12 +34,12 @@ pub struct Gravity<T: Real> {
     cic: Cic,
     fft: Fft3<T>,
     /// Gradient factor `D_d(k)` per full-axis index (h/Mpc), same on every axis.
-    dk: Vec<f64>,
+    dk: Vec<T>,
     /// Same for the half axis (0..=m/2).
-    dkz: Vec<f64>,
+    dkz: Vec<T>,
     /// k² per full-axis index and half-axis index ((h/Mpc)²).
-    k2: Vec<f64>,
-    k2z: Vec<f64>,
+    k2: Vec<T>,
+    k2z: Vec<T>,
     n_particles: usize,
 }
 
@@ -69,11 +69,20 @@ impl<T: Real> Gravity<T> {
                 Gradient::Fd4 => (8.0 * (k * cell).sin() - (2.0 * k * cell).sin()) / (6.0 * cell),
             }
         };
-        let dk = (0..m).map(|i| d_of(i, geom.k_of(i))).collect();
-        let dkz = (0..geom.mc()).map(|i| d_of(i, geom.kz_of(i))).collect();
-        let k2 = (0..m).map(|i| geom.k_of(i).powi(2)).collect();
-        let k2z = (0..geom.mc()).map(|i| geom.kz_of(i).powi(2)).collect();
-        Gravity { cic: Cic::new(n, m, box_size), fft: Fft3::new(m), geom, dk, dkz, k2, k2z, n_particles: n * n * n }
+        let dk = (0..m).map(|i| T::of(d_of(i, geom.k_of(i)))).collect();
+        let dkz = (0..geom.mc()).map(|i| T::of(d_of(i, geom.kz_of(i)))).collect();
+        let k2 = (0..m).map(|i| T::of(geom.k_of(i).powi(2))).collect();
+        let k2z = (0..geom.mc()).map(|i| T::of(geom.kz_of(i).powi(2))).collect();
+        Gravity {
+            cic: Cic::new(n, m, box_size),
+            fft: Fft3::new(m),
+            geom,
+            dk,
+            dkz,
+            k2,
+            k2z,
+            n_particles: n * n * n,
+        }
     }
 
     /// The mesh geometry.
@@ -102,34 +111,40 @@ impl<T: Real> Gravity<T> {
         }
     }
 
-    /// `out (=|+=) K_d(k)·src(k)·scale` for component `d` on the half spectrum.
+    /// `out (=|+=) K_d(k)·src(k)·scale` for component `d` on the half spectrum, in `T` with the
+    /// k-tables precomputed so the inner loop over kz vectorises.
     fn apply_kernel(&self, d: usize, src: &[C<T>], out: &mut [C<T>], scale: f64, accumulate: bool) {
         let m = self.geom.m;
         let mc = self.geom.mc();
-        out.par_chunks_mut(m * mc).zip(src.par_chunks(m * mc)).enumerate().for_each(|(ix, (o, s))| {
-            for iy in 0..m {
-                let k2xy = self.k2[ix] + self.k2[iy];
-                let dxy = match d {
-                    0 => self.dk[ix],
-                    1 => self.dk[iy],
-                    _ => 0.0,
-                };
-                for iz in 0..mc {
-                    let k2 = k2xy + self.k2z[iz];
-                    let dd = if d == 2 { self.dkz[iz] } else { dxy };
-                    let f = T::of(if k2 > 0.0 { dd / k2 * scale } else { 0.0 });
-                    let v = s[iy * mc + iz];
-                    // i·f·(re + i im) = (−f im) + i (f re)
-                    let r = C::new(-v.im * f, v.re * f);
-                    let o = &mut o[iy * mc + iz];
-                    if accumulate {
-                        *o += r;
-                    } else {
-                        *o = r;
+        let scale = T::of(scale);
+        out.par_chunks_mut(m * mc)
+            .zip(src.par_chunks(m * mc))
+            .enumerate()
+            .for_each(|(ix, (o, s))| {
+                for iy in 0..m {
+                    let k2xy = self.k2[ix] + self.k2[iy];
+                    let dxy = match d {
+                        0 => self.dk[ix],
+                        1 => self.dk[iy],
+                        _ => T::zero(),
+                    };
+                    let row = iy * mc;
+                    let (orow, srow) = (&mut o[row..row + mc], &s[row..row + mc]);
+                    for iz in 0..mc {
+                        let k2 = k2xy + self.k2z[iz];
+                        let dd = if d == 2 { self.dkz[iz] } else { dxy };
+                        let f = if k2 > T::zero() { dd * scale / k2 } else { T::zero() };
+                        let v = srow[iz];
+                        // i·f·(re + i im) = (−f im) + i (f re)
+                        let r = C::new(-v.im * f, v.re * f);
+                        if accumulate {
+                            orow[iz] += r;
+                        } else {
+                            orow[iz] = r;
+                        }
                     }
                 }
-            }
-        });
+            });
     }
 
     /// Computes `g_d = IDFT[K_d DFT(ρ)]/N_p` into `ws.g` from `ws.rho` (destroyed).
@@ -164,10 +179,11 @@ impl<T: Real> Gravity<T> {
         self.cic.paint(disp, None, &mut ws.rho, &mut ws.paint);
         self.potential_gradient(ws);
         // Readout position term.
-        self.cic.readout_vjp_pos(disp, [&ws.g[0][..], &ws.g[1][..], &ws.g[2][..]], disp_cot, |p| {
-            let a = accel_cot[p];
-            [a[0] * s, a[1] * s, a[2] * s]
-        });
+        self.cic
+            .readout_vjp_pos(disp, [&ws.g[0][..], &ws.g[1][..], &ws.g[2][..]], disp_cot, |p| {
+                let a = accel_cot[p];
+                [a[0] * s, a[1] * s, a[2] * s]
+            });
         // Field cotangents ḡ_d = paint(Ā_d), then ρ̄ = Σ_d G_dᵀ ḡ_d = IDFT[Σ_d −K_d DFT(ḡ_d)]/N_p.
         let scale_t = -1.0 / self.n_particles as f64;
         for d in 0..3 {
@@ -252,7 +268,11 @@ mod tests {
         // mesh). The error must fall ≈ 4× per doubling of n at fixed mesh ratio.
         let e: Vec<f64> = [8usize, 16, 32].iter().map(|&n| plane_wave_error(n, n)).collect();
         let x = 2.0 * std::f64::consts::PI / 32.0;
-        assert!((e[2] - (1.0 - x.sin() / x)).abs() < 0.1 * e[2], "m = n: {e:?} vs {}", 1.0 - x.sin() / x);
+        assert!(
+            (e[2] - (1.0 - x.sin() / x)).abs() < 0.1 * e[2],
+            "m = n: {e:?} vs {}",
+            1.0 - x.sin() / x
+        );
         assert!(e[0] / e[1] > 3.5 && e[1] / e[2] > 3.5, "m = n errors {e:?}");
         let e2: Vec<f64> = [8usize, 16, 32].iter().map(|&n| plane_wave_error(n, 2 * n)).collect();
         assert!(e2[0] / e2[1] > 1.8 && e2[1] / e2[2] > 1.8 && e2[2] < 0.04, "m = 2n errors {e2:?}");

@@ -82,11 +82,7 @@ impl Growth {
         let x0 = A_INIT.ln();
         let n_today = (-x0 / DLNA).ceil() as usize;
         let dx = -x0 / n_today as f64;
-        let n_after = if a_end > 1.0 {
-            (a_end.ln() / dx).ceil() as usize
-        } else {
-            0
-        };
+        let n_after = if a_end > 1.0 { (a_end.ln() / dx).ceil() as usize } else { 0 };
         let n_nodes = n_today + n_after + 1;
         // `validate` checked E² > 0 up to a = 10; check the rest of the range asked for.
         for i in n_today..n_nodes {
@@ -128,14 +124,8 @@ impl Growth {
                 break;
             }
             // Classical RK4 (eq. 9).
-            let add = |y: &[f64; 4], k: &[f64; 4], s: f64| -> [f64; 4] {
-                [
-                    y[0] + s * k[0],
-                    y[1] + s * k[1],
-                    y[2] + s * k[2],
-                    y[3] + s * k[3],
-                ]
-            };
+            let add =
+                |y: &[f64; 4], k: &[f64; 4], s: f64| -> [f64; 4] { [y[0] + s * k[0], y[1] + s * k[1], y[2] + s * k[2], y[3] + s * k[3]] };
             let k1 = rhs(x, &y);
             let k2 = rhs(x + 0.5 * dx, &add(&y, &k1, 0.5 * dx));
             let k3 = rhs(x + 0.5 * dx, &add(&y, &k2, 0.5 * dx));
@@ -146,10 +136,7 @@ impl Growth {
             if !y.iter().all(|v| v.is_finite()) {
                 return Err(Error::NonFinite {
                     what: "growth factor".into(),
-                    detail: format!(
-                        "the growth ODE diverged at a = {:.4e}; check the cosmology",
-                        (x + dx).exp()
-                    ),
+                    detail: format!("the growth ODE diverged at a = {:.4e}; check the cosmology", (x + dx).exp()),
                 });
             }
         }
@@ -354,25 +341,14 @@ fn second_derivatives(bg: &Background, a: f64, d1: f64, d1p: f64, d2: f64, d2p: 
     let (e2, dlne) = bg.e2_and_dlne(a);
     let om = bg.omega_m / (a * a * a * e2);
     let damp = 2.0 + dlne;
-    (
-        -damp * d1p + 1.5 * om * d1,
-        -damp * d2p + 1.5 * om * (d2 - d1 * d1),
-    )
+    (-damp * d1p + 1.5 * om * d1, -damp * d2p + 1.5 * om * (d2 - d1 * d1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn table(name: &str) -> Vec<Vec<f64>> {
-        let path = format!("{}/tests/reference/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
-            .collect()
-    }
+    use crate::testing::reference_table as table;
 
     /// max |x/ref − 1| over the rows with a in [0.01, 1].
     fn worst(rows: &[Vec<f64>], col: usize, f: impl Fn(f64) -> f64) -> f64 {
@@ -403,14 +379,8 @@ mod tests {
             ("f2", worst(&rows, 4, |a| g.f2(a))),
             ("d2D1/dlna2", worst(&rows, 9, |a| g.d1_lna2(a))),
             ("d2D2/dlna2", worst(&rows, 10, |a| g.d2_lna2(a))),
-            (
-                "D1_EdSnorm",
-                worst(&rows, 7, |a| g.d1(a) * g.d1_edsnorm_today()),
-            ),
-            (
-                "D2_EdSnorm",
-                worst(&rows, 8, |a| g.d2(a) * g.d1_edsnorm_today().powi(2)),
-            ),
+            ("D1_EdSnorm", worst(&rows, 7, |a| g.d1(a) * g.d1_edsnorm_today())),
+            ("D2_EdSnorm", worst(&rows, 8, |a| g.d2(a) * g.d1_edsnorm_today().powi(2))),
         ];
         for (name, d) in devs {
             eprintln!("growth_D2.txt: max rel dev {name} {d:.2e}");
@@ -436,11 +406,7 @@ mod tests {
         for &a in &[1e-5, 1e-3, 0.0123, 0.1, 0.5, 0.77, 1.0] {
             assert!((g.d1(a) / a - 1.0).abs() < 1e-9, "D1({a}) = {}", g.d1(a));
             assert!((g.f1(a) - 1.0).abs() < 1e-9);
-            assert!(
-                (g.d2(a) / (-3.0 / 7.0 * a * a) - 1.0).abs() < 1e-9,
-                "D2({a}) = {}",
-                g.d2(a)
-            );
+            assert!((g.d2(a) / (-3.0 / 7.0 * a * a) - 1.0).abs() < 1e-9, "D2({a}) = {}", g.d2(a));
             assert!((g.f2(a) - 2.0).abs() < 1e-9);
             assert!((g.d1_lna2(a) / a - 1.0).abs() < 1e-9);
         }
@@ -464,17 +430,9 @@ mod tests {
                 let h: f64 = 1e-4;
                 let (lo, hi) = ((a * (-h).exp()).max(A_INIT), (a * h.exp()).min(g.a_max()));
                 let fd = g.e(a) * (g.gp(hi) - g.gp(lo)) / (hi / lo).ln();
-                assert!(
-                    (fd / g.gf(a) - 1.0).abs() < 1e-6,
-                    "a = {a}: {fd} vs {}",
-                    g.gf(a)
-                );
+                assert!((fd / g.gf(a) - 1.0).abs() < 1e-6, "a = {a}: {fd} vs {}", g.gf(a));
                 let fd2 = g.e(a) * (g.gp2(hi) - g.gp2(lo)) / (hi / lo).ln();
-                assert!(
-                    (fd2 / g.gf2(a) - 1.0).abs() < 1e-6,
-                    "a = {a}: {fd2} vs {}",
-                    g.gf2(a)
-                );
+                assert!((fd2 / g.gf2(a) - 1.0).abs() < 1e-6, "a = {a}: {fd2} vs {}", g.gf2(a));
                 // D' interpolant is the derivative of the D interpolant (to interpolation error).
                 let fd = (g.d1(hi) - g.d1(lo)) / (hi / lo).ln();
                 assert!((fd / g.d1_lna(a) - 1.0).abs() < 1e-7);
@@ -499,10 +457,7 @@ mod tests {
         for i in 0..=n {
             let a = (A_INIT.ln() + (2f64.ln() - A_INIT.ln()) * i as f64 / n as f64).exp();
             let (d1, d2) = (g.d1(a), g.d2(a));
-            assert!(
-                d1 > prev.0 && d2 < prev.1 && d2 < 0.0,
-                "not monotonic at a = {a}"
-            );
+            assert!(d1 > prev.0 && d2 < prev.1 && d2 < 0.0, "not monotonic at a = {a}");
             // (f1 may exceed 1 slightly: Ω_m(a) > 1 in a closed universe.)
             assert!(g.f1(a) > 0.0 && g.f1(a) < 1.05);
             // Bouchet et al.: D2 ≈ −3/7 D1² Ω_m(a)^{−1/143} (a ΛCDM fit; a loose sanity check here).
@@ -543,13 +498,8 @@ mod tests {
         };
         closed.validate().unwrap();
         let msg = Growth::new(&closed, 50.0).unwrap_err().to_string();
-        assert!(
-            msg.contains("time.a_stop") && msg.contains("E(a)^2"),
-            "{msg}"
-        );
-        let msg = Growth::new(&Cosmology { h: -1.0, ..c }, 1.0)
-            .unwrap_err()
-            .to_string();
+        assert!(msg.contains("time.a_stop") && msg.contains("E(a)^2"), "{msg}");
+        let msg = Growth::new(&Cosmology { h: -1.0, ..c }, 1.0).unwrap_err().to_string();
         assert!(msg.contains("cosmology.h"), "{msg}");
     }
 

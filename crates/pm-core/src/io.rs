@@ -66,13 +66,7 @@ pub fn shape_string(shape: &[usize]) -> String {
     match shape {
         [] => "()".to_string(),
         [n] => format!("({n},)"),
-        s => format!(
-            "({})",
-            s.iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        s => format!("({})", s.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -123,8 +117,7 @@ pub fn read_npy_header(path: &Path) -> Result<NpyHeader> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
     let mut pre = [0u8; 12];
-    let got =
-        read_up_to(&mut f, &mut pre).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let got = read_up_to(&mut f, &mut pre).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let (len, start) = preamble(path, &pre[..got])?;
     let mut head = vec![0u8; start + len];
     head[..got].copy_from_slice(&pre[..got]);
@@ -141,9 +134,7 @@ pub fn read_npy_header(path: &Path) -> Result<NpyHeader> {
 /// If `data.len()` is not the product of `shape` (a caller bug).
 #[track_caller]
 pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
-    write_npy(path, shape, data, "<f4", |x, buf| {
-        buf.extend_from_slice(&x.to_le_bytes())
-    })
+    write_npy(path, shape, data, "<f4", |x, buf| buf.extend_from_slice(&x.to_le_bytes()))
 }
 
 /// Writes `data` (C order) as a float64 `.npy` of the given shape.
@@ -152,9 +143,7 @@ pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
 /// If `data.len()` is not the product of `shape` (a caller bug).
 #[track_caller]
 pub fn write_npy_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
-    write_npy(path, shape, data, "<f8", |x, buf| {
-        buf.extend_from_slice(&x.to_le_bytes())
-    })
+    write_npy(path, shape, data, "<f8", |x, buf| buf.extend_from_slice(&x.to_le_bytes()))
 }
 
 /// Writes `data` of a [`Real`] type as a `.npy` of that type (`<f4` or `<f8`).
@@ -168,20 +157,12 @@ pub fn write_npy_real<T: Real>(path: &Path, shape: &[usize], data: &[T]) -> Resu
             buf.extend_from_slice(&(x.f64() as f32).to_le_bytes())
         })
     } else {
-        write_npy(path, shape, data, "<f8", |x, buf| {
-            buf.extend_from_slice(&x.f64().to_le_bytes())
-        })
+        write_npy(path, shape, data, "<f8", |x, buf| buf.extend_from_slice(&x.f64().to_le_bytes()))
     }
 }
 
 #[track_caller]
-fn write_npy<E: Copy>(
-    path: &Path,
-    shape: &[usize],
-    data: &[E],
-    descr: &str,
-    put: impl Fn(E, &mut Vec<u8>),
-) -> Result<()> {
+fn write_npy<E: Copy>(path: &Path, shape: &[usize], data: &[E], descr: &str, put: impl Fn(E, &mut Vec<u8>)) -> Result<()> {
     let len: usize = shape.iter().product();
     assert_eq!(
         data.len(),
@@ -190,10 +171,7 @@ fn write_npy<E: Copy>(
         data.len(),
         shape_string(shape)
     );
-    let dict = format!(
-        "{{'descr': '{descr}', 'fortran_order': False, 'shape': {}, }}",
-        shape_string(shape)
-    );
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {}, }}", shape_string(shape));
     // Preamble + dict + padding + '\n' is a multiple of 64 bytes (as NumPy writes it).
     let padded = |pre: usize| (pre + dict.len() + 1).div_ceil(64) * 64;
     // Version 1.0 stores the header length in a u16; 2.0 in a u32.
@@ -274,10 +252,7 @@ fn read_file_and_header(path: &Path) -> Result<(Vec<u8>, NpyHeader)> {
 /// Checks the magic and version; returns (header length, header start).
 fn preamble(path: &Path, b: &[u8]) -> Result<(usize, usize)> {
     if b.len() < MAGIC.len() || &b[..MAGIC.len()] != MAGIC {
-        return Err(not_npy(
-            path,
-            "no \\x93NUMPY magic at the start (write it with numpy.save)",
-        ));
+        return Err(not_npy(path, "no \\x93NUMPY magic at the start (write it with numpy.save)"));
     }
     if b.len() < 10 {
         return Err(not_npy(path, "file ends inside the preamble"));
@@ -290,10 +265,7 @@ fn preamble(path: &Path, b: &[u8]) -> Result<(usize, usize)> {
             }
             Ok((u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12))
         }
-        v => Err(not_npy(
-            path,
-            &format!("unsupported format version {v}.{}", b[7]),
-        )),
+        v => Err(not_npy(path, &format!("unsupported format version {v}.{}", b[7]))),
     }
 }
 
@@ -306,11 +278,7 @@ fn parse_header(path: &Path, bytes: &[u8], len: usize, start: usize) -> Result<N
         Some(Lit::Dict(d)) => d,
         _ => return Err(bad("not a Python dict literal")),
     };
-    let get = |k: &str| {
-        dict.iter()
-            .find(|(key, _)| matches!(key, Lit::Str(s) if s == k))
-            .map(|(_, v)| v)
-    };
+    let get = |k: &str| dict.iter().find(|(key, _)| matches!(key, Lit::Str(s) if s == k)).map(|(_, v)| v);
     let descr = match get("descr") {
         Some(Lit::Str(s)) => s.clone(),
         Some(Lit::List(fields)) => format!("structured dtype ({} fields)", fields.len()),
@@ -351,8 +319,7 @@ fn check_float_c_order(h: &NpyHeader, what: &str) -> Result<()> {
         return Err(Error::Shape {
             what: what.to_string(),
             found: "Fortran (column-major) order".to_string(),
-            expected: "C order (save with numpy.save(path, numpy.ascontiguousarray(a)))"
-                .to_string(),
+            expected: "C order (save with numpy.save(path, numpy.ascontiguousarray(a)))".to_string(),
         });
     }
     Ok(())
@@ -361,9 +328,7 @@ fn check_float_c_order(h: &NpyHeader, what: &str) -> Result<()> {
 fn decode<T: Real>(path: &Path, bytes: &[u8], h: &NpyHeader) -> Result<Vec<T>> {
     let (size, big) = h.float_type().expect("checked float dtype");
     let n = h.len().ok_or_else(|| not_npy(path, "shape overflows"))?;
-    let need = n
-        .checked_mul(size)
-        .ok_or_else(|| not_npy(path, "shape overflows"))?;
+    let need = n.checked_mul(size).ok_or_else(|| not_npy(path, "shape overflows"))?;
     let data = &bytes[h.data_offset..];
     if data.len() != need {
         return Err(not_npy(
@@ -373,11 +338,7 @@ fn decode<T: Real>(path: &Path, bytes: &[u8], h: &NpyHeader) -> Result<Vec<T>> {
                 shape_string(&h.shape),
                 h.descr,
                 data.len(),
-                if data.len() < need {
-                    " (truncated file?)"
-                } else {
-                    ""
-                }
+                if data.len() < need { " (truncated file?)" } else { "" }
             ),
         ));
     }
@@ -385,11 +346,7 @@ fn decode<T: Real>(path: &Path, bytes: &[u8], h: &NpyHeader) -> Result<Vec<T>> {
         data.chunks_exact(4)
             .map(|c| {
                 let a = [c[0], c[1], c[2], c[3]];
-                let x = if big {
-                    f32::from_be_bytes(a)
-                } else {
-                    f32::from_le_bytes(a)
-                };
+                let x = if big { f32::from_be_bytes(a) } else { f32::from_le_bytes(a) };
                 T::of(x as f64)
             })
             .collect()
@@ -397,11 +354,7 @@ fn decode<T: Real>(path: &Path, bytes: &[u8], h: &NpyHeader) -> Result<Vec<T>> {
         data.chunks_exact(8)
             .map(|c| {
                 let a = [c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]];
-                T::of(if big {
-                    f64::from_be_bytes(a)
-                } else {
-                    f64::from_le_bytes(a)
-                })
+                T::of(if big { f64::from_be_bytes(a) } else { f64::from_le_bytes(a) })
             })
             .collect()
     };
@@ -422,10 +375,7 @@ enum Lit {
 
 impl Lit {
     fn parse(s: &str) -> Option<Lit> {
-        let mut p = LitParser {
-            s: s.as_bytes(),
-            i: 0,
-        };
+        let mut p = LitParser { s: s.as_bytes(), i: 0 };
         let v = p.value(0)?;
         p.ws();
         (p.i == p.s.len()).then_some(v)
@@ -521,10 +471,7 @@ impl LitParser<'_> {
                 while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
                     self.i += 1;
                 }
-                let n = std::str::from_utf8(&self.s[st..self.i])
-                    .ok()?
-                    .parse()
-                    .ok()?;
+                let n = std::str::from_utf8(&self.s[st..self.i]).ok()?.parse().ok()?;
                 // Python 2 long suffix, as in old files: (64L, 64L, 64L).
                 if matches!(self.s.get(self.i), Some(b'L' | b'l')) {
                     self.i += 1;
@@ -532,11 +479,7 @@ impl LitParser<'_> {
                 Some(Lit::Int(n))
             }
             _ => {
-                for (word, lit) in [
-                    ("True", Lit::Bool(true)),
-                    ("False", Lit::Bool(false)),
-                    ("None", Lit::None),
-                ] {
+                for (word, lit) in [("True", Lit::Bool(true)), ("False", Lit::Bool(false)), ("None", Lit::None)] {
                     if self.s[self.i..].starts_with(word.as_bytes()) {
                         self.i += word.len();
                         return Some(lit);
@@ -590,10 +533,7 @@ mod tests {
     fn msg(e: &Error, path: &Path) -> String {
         let s = e.to_string();
         assert!(!s.contains('\n'), "multi-line: {s:?}");
-        assert!(
-            s.contains(&path.display().to_string()),
-            "path missing from {s:?}"
-        );
+        assert!(s.contains(&path.display().to_string()), "path missing from {s:?}");
         s
     }
 
@@ -637,10 +577,7 @@ mod tests {
         assert_eq!(shape, vec![10, 3]);
         assert_eq!(data, pos.iter().map(|&x| x as f64).collect::<Vec<_>>());
         write_npy_real::<f64>(&p, &[5], &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
-        assert_eq!(
-            read_npy(&p).unwrap(),
-            (vec![5], vec![1.0, 2.0, 3.0, 4.0, 5.0])
-        );
+        assert_eq!(read_npy(&p).unwrap(), (vec![5], vec![1.0, 2.0, 3.0, 4.0, 5.0]));
         write_npy_real::<f32>(&p, &[2], &[1.5f32, -2.0]).unwrap();
         assert_eq!(read_npy_header(&p).unwrap().descr, "<f4");
         for q in [p64, p32, p] {
@@ -675,12 +612,7 @@ mod tests {
         let w = noise(n);
         let p = tmp("ver");
         let be: Vec<u8> = w.iter().flat_map(|x| x.to_be_bytes()).collect();
-        raw_npy(
-            &p,
-            2,
-            "{'descr': '>f8', 'fortran_order': False, 'shape': (2, 2, 2), }",
-            &be,
-        );
+        raw_npy(&p, 2, "{'descr': '>f8', 'fortran_order': False, 'shape': (2, 2, 2), }", &be);
         assert_eq!(read_white_noise::<f64>(&p, n).unwrap(), w);
         let le: Vec<u8> = w.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
         raw_npy(
@@ -723,12 +655,7 @@ mod tests {
         let e = read_white_noise::<f32>(&p, 4).unwrap_err();
         assert!(msg(&e, &p).contains("not a valid .npy"));
 
-        raw_npy(
-            &p,
-            1,
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }",
-            &[0u8; 20],
-        );
+        raw_npy(&p, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }", &[0u8; 20]);
         let e = read_white_noise::<f32>(&p, 2).unwrap_err();
         assert!(matches!(e, Error::File { .. }));
         assert!(msg(&e, &p).contains("truncated"), "{e}");
@@ -753,11 +680,7 @@ mod tests {
         let e = read_white_noise::<f32>(&p, 8).unwrap_err();
         let s = msg(&e, &p);
         match &e {
-            Error::Shape {
-                what,
-                found,
-                expected,
-            } => {
+            Error::Shape { what, found, expected } => {
                 assert_eq!(what, &format!("white noise file {}", p.display()));
                 assert_eq!(found, "shape (4, 4, 4)");
                 assert_eq!(expected, "shape (8, 8, 8) = (box.particles,)*3");
@@ -770,15 +693,9 @@ mod tests {
         );
         write_npy_f32(&p, &[64], &vec![0.0; 64]).unwrap();
         let e = read_white_noise::<f32>(&p, 4).unwrap_err();
-        assert!(
-            matches!(&e, Error::Shape { found, .. } if found == "shape (64,)"),
-            "{e:?}"
-        );
+        assert!(matches!(&e, Error::Shape { found, .. } if found == "shape (64,)"), "{e:?}");
         write_npy_f32(&p, &[4, 4, 2, 2], &vec![0.0; 64]).unwrap();
-        assert!(matches!(
-            read_white_noise::<f32>(&p, 4).unwrap_err(),
-            Error::Shape { .. }
-        ));
+        assert!(matches!(read_white_noise::<f32>(&p, 4).unwrap_err(), Error::Shape { .. }));
         std::fs::remove_file(p).ok();
     }
 
@@ -795,9 +712,7 @@ mod tests {
             let e = read_white_noise::<f32>(&p, 2).unwrap_err();
             let s = msg(&e, &p);
             match &e {
-                Error::Shape {
-                    found, expected, ..
-                } => {
+                Error::Shape { found, expected, .. } => {
                     assert_eq!(found, &format!("dtype {descr}"));
                     assert!(expected.contains("float32 or float64"));
                 }
@@ -820,12 +735,7 @@ mod tests {
     #[test]
     fn fortran_order_is_refused() {
         let p = tmp("fortran");
-        raw_npy(
-            &p,
-            1,
-            "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2, 2), }",
-            &[0u8; 64],
-        );
+        raw_npy(&p, 1, "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2, 2), }", &[0u8; 64]);
         let e = read_white_noise::<f64>(&p, 2).unwrap_err();
         let s = msg(&e, &p);
         assert!(matches!(e, Error::Shape { .. }));
@@ -837,11 +747,7 @@ mod tests {
     fn non_finite_values_name_the_index() {
         let n = 3;
         let p = tmp("nan");
-        for (bad, word) in [
-            (f64::NAN, "NaN"),
-            (f64::INFINITY, "inf"),
-            (f64::NEG_INFINITY, "-inf"),
-        ] {
+        for (bad, word) in [(f64::NAN, "NaN"), (f64::INFINITY, "inf"), (f64::NEG_INFINITY, "-inf")] {
             let mut w = noise(n);
             let i = n * n + 2 * n + 1; // [1, 2, 1]
             w[i] = bad;
@@ -856,19 +762,14 @@ mod tests {
         let mut w = noise(n);
         w[5] = 1e300;
         write_npy_f64(&p, &[n, n, n], &w).unwrap();
-        assert!(matches!(
-            read_white_noise::<f32>(&p, n).unwrap_err(),
-            Error::NonFinite { .. }
-        ));
+        assert!(matches!(read_white_noise::<f32>(&p, n).unwrap_err(), Error::NonFinite { .. }));
         assert!(read_white_noise::<f64>(&p, n).is_ok());
         std::fs::remove_file(p).ok();
     }
 
     #[test]
     fn write_errors_name_the_path() {
-        let p = std::env::temp_dir()
-            .join("cosmograd-no-such-dir-xyz")
-            .join("a.npy");
+        let p = std::env::temp_dir().join("cosmograd-no-such-dir-xyz").join("a.npy");
         let e = write_npy_f32(&p, &[1], &[0.0]).unwrap_err();
         assert!(msg(&e, &p).contains("cannot write"));
     }
@@ -881,10 +782,7 @@ mod tests {
 
     #[test]
     fn header_parser() {
-        assert!(matches!(
-            Lit::parse("{'a': (1, 2,), 'b': [True, None], }"),
-            Some(Lit::Dict(_))
-        ));
+        assert!(matches!(Lit::parse("{'a': (1, 2,), 'b': [True, None], }"), Some(Lit::Dict(_))));
         assert!(Lit::parse("{'a': (1, 2}").is_none());
         assert!(Lit::parse("{'a' 1}").is_none());
         assert_eq!(shape_string(&[]), "()");

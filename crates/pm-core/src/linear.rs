@@ -53,15 +53,12 @@ impl EhParams {
         // Eq. 4: drag epoch.
         let b1 = 0.313 * om_h2.powf(-0.419) * (1.0 + 0.607 * om_h2.powf(0.674));
         let b2 = 0.238 * om_h2.powf(0.223);
-        let z_d = 1291.0 * om_h2.powf(0.251) / (1.0 + 0.659 * om_h2.powf(0.828))
-            * (1.0 + b1 * ob_h2.powf(b2));
+        let z_d = 1291.0 * om_h2.powf(0.251) / (1.0 + 0.659 * om_h2.powf(0.828)) * (1.0 + b1 * ob_h2.powf(b2));
         // Eq. 5: baryon-to-photon momentum ratio R = 31.5 Ω_b h² Θ⁻⁴ (z/10³)⁻¹.
         let r_of = |z: f64| 31.5 * ob_h2 / theta4 * (1e3 / z);
         let (r_d, r_eq) = (r_of(z_d), r_of(z_eq));
         // Eq. 6: sound horizon at the drag epoch [Mpc].
-        let s = 2.0 / (3.0 * k_eq)
-            * (6.0 / r_eq).sqrt()
-            * (((1.0 + r_d).sqrt() + (r_d + r_eq).sqrt()) / (1.0 + r_eq.sqrt())).ln();
+        let s = 2.0 / (3.0 * k_eq) * (6.0 / r_eq).sqrt() * (((1.0 + r_d).sqrt() + (r_d + r_eq).sqrt()) / (1.0 + r_eq.sqrt())).ln();
         // Eq. 7: Silk damping scale [1/Mpc].
         let k_silk = 1.6 * ob_h2.powf(0.52) * om_h2.powf(0.73) * (1.0 + (10.4 * om_h2).powf(-0.95));
         // Eq. 11: CDM suppression.
@@ -81,8 +78,7 @@ impl EhParams {
         let beta_node = 8.41 * om_h2.powf(0.435);
         let beta_b = 0.5 + f_b + (3.0 - 2.0 * f_b) * ((17.2 * om_h2).powi(2) + 1.0).sqrt();
         // Eq. 31: small-scale suppression of the effective shape Γ.
-        let alpha_gamma =
-            1.0 - 0.328 * (431.0 * om_h2).ln() * f_b + 0.38 * (22.3 * om_h2).ln() * f_b * f_b;
+        let alpha_gamma = 1.0 - 0.328 * (431.0 * om_h2).ln() * f_b + 0.38 * (22.3 * om_h2).ln() * f_b * f_b;
         EhParams {
             h,
             f_b,
@@ -120,14 +116,12 @@ impl EhParams {
         let ks = k * self.s;
         // Eqs. 17–18: CDM part.
         let f = 1.0 / (1.0 + (ks / 5.4).powi(4));
-        let t_c = f * Self::t0_tilde(q, 1.0, self.beta_c)
-            + (1.0 - f) * Self::t0_tilde(q, self.alpha_c, self.beta_c);
+        let t_c = f * Self::t0_tilde(q, 1.0, self.beta_c) + (1.0 - f) * Self::t0_tilde(q, self.alpha_c, self.beta_c);
         // Eqs. 21–22: baryon part; k s̃ = ks / (1 + (β_node/ks)³)^{1/3} = ks² / (β_node³ + ks³)^{1/3}.
         let ks3 = ks * ks * ks;
         let ks_tilde = ks * ks / (self.beta_node.powi(3) + ks3).cbrt();
         let t_b = (Self::t0_tilde(q, 1.0, 1.0) / (1.0 + (ks / 5.2).powi(2))
-            + self.alpha_b * ks3 / (self.beta_b.powi(3) + ks3)
-                * (-(k / self.k_silk).powf(1.4)).exp())
+            + self.alpha_b * ks3 / (self.beta_b.powi(3) + ks3) * (-(k / self.k_silk).powf(1.4)).exp())
             * sinc(ks_tilde);
         // Eq. 16.
         self.f_b * t_b + self.f_c * t_c
@@ -141,8 +135,7 @@ impl EhParams {
         }
         let k = k * self.h; // 1/Mpc
                             // Eq. 30: Γ_eff/(Ω_m h) = α_Γ + (1 − α_Γ)/(1 + (0.43 k s)⁴).
-        let gamma_ratio =
-            self.alpha_gamma + (1.0 - self.alpha_gamma) / (1.0 + (0.43 * k * self.s).powi(4));
+        let gamma_ratio = self.alpha_gamma + (1.0 - self.alpha_gamma) / (1.0 + (0.43 * k * self.s).powi(4));
         // Eq. 28: q = k Θ² / (Γ_eff h) with k in 1/Mpc.
         let q = k * self.theta2 / (self.om_h2 * gamma_ratio);
         // Eq. 29.
@@ -245,8 +238,7 @@ impl PowerTable {
     /// number): unreadable file, a non-numeric field, fewer than 2 columns, k ≤ 0 or not finite, k
     /// not strictly increasing, P ≤ 0 or not finite, fewer than 4 rows.
     pub fn from_file(path: &Path) -> Result<PowerTable> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::file(path, format!("cannot read the P(k) table: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read the P(k) table: {e}")))?;
         let (mut k, mut p, mut line_of) = (Vec::new(), Vec::new(), Vec::new());
         for (i, line) in text.lines().enumerate() {
             let lineno = i + 1;
@@ -263,7 +255,10 @@ impl PowerTable {
             }
             let num = |s: &str, what: &str| -> Result<f64> {
                 s.parse::<f64>().map_err(|_| {
-                    Error::file(path, format!("line {lineno}: {what} = `{s}` is not a number (comments must start with #)"))
+                    Error::file(
+                        path,
+                        format!("line {lineno}: {what} = `{s}` is not a number (comments must start with #)"),
+                    )
                 })
             };
             k.push(num(fields[0], "k")?);
@@ -287,26 +282,15 @@ impl PowerTable {
             ));
         }
         Self::build(k.to_vec(), p.to_vec(), |row, msg| match row {
-            Some(r) => Error::invalid(
-                format!("power_table row {r}"),
-                msg,
-                "k > 0 strictly increasing, P > 0, all finite",
-            ),
+            Some(r) => Error::invalid(format!("power_table row {r}"), msg, "k > 0 strictly increasing, P > 0, all finite"),
             None => Error::invalid("power_table", msg, "at least 4 rows"),
         })
     }
 
-    fn build(
-        k: Vec<f64>,
-        p: Vec<f64>,
-        err: impl Fn(Option<usize>, String) -> Error,
-    ) -> Result<PowerTable> {
+    fn build(k: Vec<f64>, p: Vec<f64>, err: impl Fn(Option<usize>, String) -> Error) -> Result<PowerTable> {
         for i in 0..k.len() {
             if !(k[i].is_finite() && k[i] > 0.0) {
-                return Err(err(
-                    Some(i),
-                    format!("k = {} must be positive and finite", k[i]),
-                ));
+                return Err(err(Some(i), format!("k = {} must be positive and finite", k[i])));
             }
             if i > 0 && k[i] <= k[i - 1] {
                 return Err(err(
@@ -319,19 +303,13 @@ impl PowerTable {
                 ));
             }
             if !(p[i].is_finite() && p[i] > 0.0) {
-                return Err(err(
-                    Some(i),
-                    format!("P = {} must be positive and finite", p[i]),
-                ));
+                return Err(err(Some(i), format!("P = {} must be positive and finite", p[i])));
             }
         }
         if k.len() < 4 {
             return Err(err(
                 None,
-                format!(
-                    "only {} data rows; at least 4 are needed for cubic interpolation",
-                    k.len()
-                ),
+                format!("only {} data rows; at least 4 are needed for cubic interpolation", k.len()),
             ));
         }
         let ln_k: Vec<f64> = k.iter().map(|v| v.ln()).collect();
@@ -407,8 +385,7 @@ fn not_a_knot_slopes(x: &[f64], y: &[f64]) -> Vec<f64> {
     let dn = x[n - 1] - x[n - 3];
     a[n - 1] = dn;
     b[n - 1] = dx[n - 3];
-    r[n - 1] =
-        (dx[n - 2] * dx[n - 2] * dy[n - 3] + (2.0 * dn + dx[n - 2]) * dx[n - 3] * dy[n - 2]) / dn;
+    r[n - 1] = (dx[n - 2] * dx[n - 2] * dy[n - 3] + (2.0 * dn + dx[n - 2]) * dx[n - 3] * dy[n - 2]) / dn;
     // Thomas algorithm.
     for i in 1..n {
         let m = a[i] / b[i - 1];
@@ -468,10 +445,7 @@ impl LinearPower {
             return Err(Error::invalid(
                 "growth",
                 format!("a table for omega_m = {}", growth.omega_m()),
-                format!(
-                    "a Growth built from the same cosmology (omega_m = {}, omega_k, w0, wa)",
-                    c.omega_m
-                ),
+                format!("a Growth built from the same cosmology (omega_m = {}, omega_k, w0, wa)", c.omega_m),
             ));
         }
         let is_table = matches!(transfer, Transfer::Table(_));
@@ -509,11 +483,8 @@ impl LinearPower {
             (false, None, Some(a_s)) => {
                 let k_p = 0.05 / c.h;
                 let d = growth.d1_edsnorm_today();
-                lp.amplitude = 2.0 * PI * PI * a_s * k_p.powf(1.0 - c.n_s) * 4.0 / 25.0
-                    * C_OVER_H0.powi(4)
-                    * d
-                    * d
-                    / (c.omega_m * c.omega_m);
+                lp.amplitude =
+                    2.0 * PI * PI * a_s * k_p.powf(1.0 - c.n_s) * 4.0 / 25.0 * C_OVER_H0.powi(4) * d * d / (c.omega_m * c.omega_m);
             }
             (true, None, None) => {}
             (false, s8, a_s) => {
@@ -528,10 +499,7 @@ impl LinearPower {
         if !(lp.amplitude.is_finite() && lp.amplitude > 0.0 && lp.sigma8.is_finite()) {
             return Err(Error::NonFinite {
                 what: "linear power normalisation".into(),
-                detail: format!(
-                    "amplitude {} gives sigma8 = {}; check the cosmology",
-                    lp.amplitude, lp.sigma8
-                ),
+                detail: format!("amplitude {} gives sigma8 = {}; check the cosmology", lp.amplitude, lp.sigma8),
             });
         }
         Ok(lp)
@@ -546,11 +514,7 @@ impl LinearPower {
         }
         match &self.shape {
             Shape::Eh { params, wiggle } => {
-                let t = if *wiggle {
-                    params.t_wiggle(k)
-                } else {
-                    params.t_nowiggle(k)
-                };
+                let t = if *wiggle { params.t_wiggle(k) } else { params.t_nowiggle(k) };
                 self.amplitude * k.powf(self.n_s) * t * t
             }
             Shape::Table(tab) => self.amplitude * tab.p(k),
@@ -560,14 +524,8 @@ impl LinearPower {
     /// Transfer function T(k) (dimensionless) for the EH shapes; `None` for a table.
     pub fn transfer(&self, k: f64) -> Option<f64> {
         match &self.shape {
-            Shape::Eh {
-                params,
-                wiggle: true,
-            } => Some(params.t_wiggle(k)),
-            Shape::Eh {
-                params,
-                wiggle: false,
-            } => Some(params.t_nowiggle(k)),
+            Shape::Eh { params, wiggle: true } => Some(params.t_wiggle(k)),
+            Shape::Eh { params, wiggle: false } => Some(params.t_nowiggle(k)),
             Shape::Table(_) => None,
         }
     }
@@ -594,20 +552,10 @@ impl LinearPower {
 mod tests {
     use super::*;
 
-    fn table(name: &str) -> Vec<Vec<f64>> {
-        let path = format!("{}/tests/reference/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            .map(|l| l.split_whitespace().map(|x| x.parse().unwrap()).collect())
-            .collect()
-    }
+    use crate::testing::reference_table as table;
 
     fn max_rel(rows: &[Vec<f64>], col: usize, f: impl Fn(f64) -> f64) -> f64 {
-        rows.iter()
-            .map(|r| (f(r[0]) / r[col] - 1.0).abs())
-            .fold(0.0, f64::max)
+        rows.iter().map(|r| (f(r[0]) / r[col] - 1.0).abs()).fold(0.0, f64::max)
     }
 
     fn growth(c: &Cosmology) -> Growth {
@@ -620,9 +568,7 @@ mod tests {
         let rows = table("eh_transfer.txt");
         let ew = max_rel(&rows, 1, |k| eh_transfer(&c, k));
         let enw = max_rel(&rows, 2, |k| eh_nowiggle_transfer(&c, k));
-        eprintln!(
-            "eh_transfer.txt: max rel dev T_EH_paper {ew:.2e}, T_EHnw_paper_exact_s {enw:.2e}"
-        );
+        eprintln!("eh_transfer.txt: max rel dev T_EH_paper {ew:.2e}, T_EHnw_paper_exact_s {enw:.2e}");
         assert!(ew < 1e-5 && enw < 1e-5);
         assert_eq!(eh_transfer(&c, 0.0), 1.0);
     }
@@ -636,9 +582,7 @@ mod tests {
         let lpnw = LinearPower::new(&c, Transfer::EisensteinHuNoWiggle, &g).unwrap();
         let ew = max_rel(&rows, 6, |k| lp.p(k));
         let enw = max_rel(&rows, 7, |k| lpnw.p(k));
-        eprintln!(
-            "eh_transfer.txt: max rel dev P_EH_paper {ew:.2e}, P_EHnw_paper_exact_s {enw:.2e}"
-        );
+        eprintln!("eh_transfer.txt: max rel dev P_EH_paper {ew:.2e}, P_EHnw_paper_exact_s {enw:.2e}");
         assert!(ew < 1e-5 && enw < 1e-5);
         for l in [&lp, &lpnw] {
             let d = (l.sigma8() / 0.8102 - 1.0).abs();
@@ -663,10 +607,7 @@ mod tests {
         // Window: series branch agrees with the closed form at the switch.
         let closed = |x: f64| 3.0 * (x.sin() - x * x.cos()) / (x * x * x);
         for x in [0.0999999, 0.05, 0.01] {
-            assert!(
-                (tophat_window(x) - closed(x)).abs() < 1e-15 / (x * x),
-                "x = {x}"
-            );
+            assert!((tophat_window(x) - closed(x)).abs() < 1e-15 / (x * x), "x = {x}");
         }
         assert_eq!(tophat_window(0.0), 1.0);
     }
@@ -680,10 +621,7 @@ mod tests {
         };
         let lp = LinearPower::new(&c, Transfer::EisensteinHu, &growth(&c)).unwrap();
         let d = lp.sigma8() / 0.8102 - 1.0;
-        eprintln!(
-            "A_s = 2.031978e-9 with EH: sigma8 = {:.5} ({d:+.3e} vs CLASS 0.8102)",
-            lp.sigma8()
-        );
+        eprintln!("A_s = 2.031978e-9 with EH: sigma8 = {:.5} ({d:+.3e} vs CLASS 0.8102)", lp.sigma8());
         assert!(d.abs() < 0.03);
     }
 
@@ -697,24 +635,19 @@ mod tests {
                 a_s,
                 ..c0.clone()
             };
-            let msg = LinearPower::new(&c, Transfer::EisensteinHu, &g)
-                .unwrap_err()
-                .to_string();
+            let msg = LinearPower::new(&c, Transfer::EisensteinHu, &g).unwrap_err().to_string();
             assert!(
                 msg.contains("cosmology.sigma8") && msg.contains("exactly one of sigma8 or a_s"),
                 "{msg}"
             );
         }
-        let tab =
-            PowerTable::from_columns(&[1e-3, 1e-2, 1e-1, 1.0], &[1e3, 1e4, 1e3, 1e1]).unwrap();
+        let tab = PowerTable::from_columns(&[1e-3, 1e-2, 1e-1, 1.0], &[1e3, 1e4, 1e3, 1e1]).unwrap();
         let c = Cosmology {
             sigma8: None,
             a_s: Some(2e-9),
             ..c0.clone()
         };
-        let msg = LinearPower::new(&c, Transfer::Table(tab.clone()), &g)
-            .unwrap_err()
-            .to_string();
+        let msg = LinearPower::new(&c, Transfer::Table(tab.clone()), &g).unwrap_err().to_string();
         assert!(msg.contains("cosmology.a_s"), "{msg}");
         let c = Cosmology {
             sigma8: None,
@@ -728,18 +661,13 @@ mod tests {
             omega_m: 0.25,
             ..c0.clone()
         };
-        let msg = LinearPower::new(&other, Transfer::EisensteinHu, &g)
-            .unwrap_err()
-            .to_string();
+        let msg = LinearPower::new(&other, Transfer::EisensteinHu, &g).unwrap_err().to_string();
         assert!(msg.contains("growth"), "{msg}");
     }
 
     #[test]
     fn class_table_reproduces_sigma8() {
-        let path = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/reference/pk_lin_z0.txt"
-        ));
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/reference/pk_lin_z0.txt"));
         let tab = PowerTable::from_file(path).unwrap();
         let rows = table("pk_lin_z0.txt");
         assert_eq!(tab.len(), rows.len());
@@ -748,15 +676,7 @@ mod tests {
         let c = Cosmology::planck18();
         let g = growth(&c);
         // As is (neither sigma8 nor a_s) and renormalised to sigma8.
-        let raw = LinearPower::new(
-            &Cosmology {
-                sigma8: None,
-                ..c.clone()
-            },
-            Transfer::Table(tab.clone()),
-            &g,
-        )
-        .unwrap();
+        let raw = LinearPower::new(&Cosmology { sigma8: None, ..c.clone() }, Transfer::Table(tab.clone()), &g).unwrap();
         let d = raw.sigma8() / 0.8102 - 1.0;
         eprintln!("CLASS table: sigma8 = {:.7} ({d:+.2e})", raw.sigma8());
         assert!(d.abs() < 1e-3);
@@ -772,9 +692,7 @@ mod tests {
         let eh = LinearPower::new(&c, Transfer::EisensteinHu, &g).unwrap();
         for per_decade in [20usize, 40, 100] {
             let n = (per_decade as f64 * (20f64 / 1e-4).log10()).round() as usize;
-            let k: Vec<f64> = (0..=n)
-                .map(|i| 1e-4 * (2e5f64).powf(i as f64 / n as f64))
-                .collect();
+            let k: Vec<f64> = (0..=n).map(|i| 1e-4 * (2e5f64).powf(i as f64 / n as f64)).collect();
             let p: Vec<f64> = k.iter().map(|&k| eh.p(k)).collect();
             let t = PowerTable::from_columns(&k, &p).unwrap();
             let (mut worst, mut worst_smooth): (f64, f64) = (0.0, 0.0);
@@ -789,11 +707,7 @@ mod tests {
             eprintln!(
                 "spline of EH P(k), {per_decade} nodes/decade: max rel err {worst:.2e} (outside the BAO range 0.02-1 h/Mpc: {worst_smooth:.2e})"
             );
-            let bound = [(20, 1e-2), (40, 1e-3), (100, 1e-4)]
-                .iter()
-                .find(|b| b.0 == per_decade)
-                .unwrap()
-                .1;
+            let bound = [(20, 1e-2), (40, 1e-3), (100, 1e-4)].iter().find(|b| b.0 == per_decade).unwrap().1;
             assert!(worst < bound);
         }
         // Power-law extrapolation continues the end slopes.
@@ -819,8 +733,7 @@ mod tests {
 
     #[test]
     fn bad_table_files_name_the_line() {
-        let dir =
-            std::env::temp_dir().join(format!("cosmograd-linear-test-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("cosmograd-linear-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let good = "# k P\n1e-3 1e3\n\n1e-2 1e4 extra\n1e-1 1e3 # comment\n";
         let cases = [
@@ -846,14 +759,9 @@ mod tests {
         std::fs::remove_file(&ok).unwrap();
         let missing = dir.join("missing.txt");
         let msg = PowerTable::from_file(&missing).unwrap_err().to_string();
-        assert!(
-            msg.contains("missing.txt") && msg.contains("cannot read"),
-            "{msg}"
-        );
+        assert!(msg.contains("missing.txt") && msg.contains("cannot read"), "{msg}");
         let _ = std::fs::remove_dir(&dir);
-        let msg = PowerTable::from_columns(&[1.0, 2.0, 2.0, 3.0], &[1.0; 4])
-            .unwrap_err()
-            .to_string();
+        let msg = PowerTable::from_columns(&[1.0, 2.0, 2.0, 3.0], &[1.0; 4]).unwrap_err().to_string();
         assert!(msg.contains("power_table row 2"), "{msg}");
     }
 }

@@ -44,14 +44,17 @@ fn kvec(geom: &MeshGeom, ix: usize, iy: usize, iz: usize) -> ([f64; 3], [f64; 3]
 fn map_k<T: Real>(geom: &MeshGeom, src: &[C<T>], out: &mut [C<T>], f: impl Fn([f64; 3], [f64; 3], C<T>) -> C<T> + Sync) {
     let n = geom.m;
     let nc = geom.mc();
-    out.par_chunks_mut(n * nc).zip(src.par_chunks(n * nc)).enumerate().for_each(|(ix, (o, s))| {
-        for iy in 0..n {
-            for iz in 0..nc {
-                let (k, odd) = kvec(geom, ix, iy, iz);
-                o[iy * nc + iz] = f(k, odd, s[iy * nc + iz]);
+    out.par_chunks_mut(n * nc)
+        .zip(src.par_chunks(n * nc))
+        .enumerate()
+        .for_each(|(ix, (o, s))| {
+            for iy in 0..n {
+                for iz in 0..nc {
+                    let (k, odd) = kvec(geom, ix, iy, iz);
+                    o[iy * nc + iz] = f(k, odd, s[iy * nc + iz]);
+                }
             }
-        }
-    });
+        });
 }
 
 /// `i·c·v` for a real coefficient c.
@@ -114,7 +117,10 @@ pub fn lpt_fields<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, ord
     let pxx = second(0, 0, &mut tmp);
     let pyy = second(1, 1, &mut tmp);
     let pzz = second(2, 2, &mut tmp);
-    let mut src: Vec<T> = (0..nr).into_par_iter().map(|c| pxx[c] * pyy[c] + pxx[c] * pzz[c] + pyy[c] * pzz[c]).collect();
+    let mut src: Vec<T> = (0..nr)
+        .into_par_iter()
+        .map(|c| pxx[c] * pyy[c] + pxx[c] * pzz[c] + pyy[c] * pzz[c])
+        .collect();
     drop((pxx, pyy, pzz));
     for (i, j) in [(0, 1), (0, 2), (1, 2)] {
         let pij = second(i, j, &mut tmp);
@@ -132,7 +138,15 @@ mod tests {
     use super::*;
 
     fn field_from_fn(n: usize, l: f64, f: impl Fn([f64; 3]) -> f64) -> Vec<f64> {
-        (0..n * n * n).map(|p| f([(p / (n * n)) as f64 * l / n as f64, ((p / n) % n) as f64 * l / n as f64, (p % n) as f64 * l / n as f64])).collect()
+        (0..n * n * n)
+            .map(|p| {
+                f([
+                    (p / (n * n)) as f64 * l / n as f64,
+                    ((p / n) % n) as f64 * l / n as f64,
+                    (p % n) as f64 * l / n as f64,
+                ])
+            })
+            .collect()
     }
 
     #[test]
@@ -158,7 +172,14 @@ mod tests {
             let s1y = b * k2 * (k2 * x[1]).sin();
             let s2x = -c * k1 * (k1 * x[0]).sin() * (k2 * x[1]).cos();
             let s2y = -c * k2 * (k1 * x[0]).cos() * (k2 * x[1]).sin();
-            for (got, want) in [(f.s1[p][0], s1x), (f.s1[p][1], s1y), (f.s1[p][2], 0.0), (s2[p][0], s2x), (s2[p][1], s2y), (s2[p][2], 0.0)] {
+            for (got, want) in [
+                (f.s1[p][0], s1x),
+                (f.s1[p][1], s1y),
+                (f.s1[p][2], 0.0),
+                (s2[p][0], s2x),
+                (s2[p][1], s2y),
+                (s2[p][2], 0.0),
+            ] {
                 max_err = max_err.max((got - want).abs());
             }
         }
@@ -203,11 +224,14 @@ mod tests {
             for i in 0..3 {
                 for j in 0..3 {
                     let st = stride[j];
-                    let der = (-disp(centre + 2 * st, i) + 8.0 * disp(centre + st, i) - 8.0 * disp(centre - st, i) + disp(centre - 2 * st, i)) / (12.0 * h);
+                    let der = (-disp(centre + 2 * st, i) + 8.0 * disp(centre + st, i) - 8.0 * disp(centre - st, i)
+                        + disp(centre - 2 * st, i))
+                        / (12.0 * h);
                     jac[i][j] = (if i == j { 1.0 } else { 0.0 }) + der;
                 }
             }
-            let det = jac[0][0] * (jac[1][1] * jac[2][2] - jac[1][2] * jac[2][1]) - jac[0][1] * (jac[1][0] * jac[2][2] - jac[1][2] * jac[2][0])
+            let det = jac[0][0] * (jac[1][1] * jac[2][2] - jac[1][2] * jac[2][1])
+                - jac[0][1] * (jac[1][0] * jac[2][2] - jac[1][2] * jac[2][0])
                 + jac[0][2] * (jac[1][0] * jac[2][1] - jac[1][1] * jac[2][0]);
             let delta_e = 1.0 / det - 1.0;
             // δ_E = a₁ δ_L + a₂ δ_L² + a₃ δ_L³: with two amplitudes eliminate the cubic term.
@@ -222,6 +246,10 @@ mod tests {
         // would give 1/7 + 2/3 − 2/7 = 11/21 instead of 17/21.
         assert!((a - 1.0).abs() < 5e-3, "first-order coefficient {a}");
         let ratio = b / (a * a);
-        assert!((ratio - 17.0 / 21.0).abs() < 0.01 * 17.0 / 21.0, "second-order coefficient {ratio} vs 17/21 = {}", 17.0 / 21.0);
+        assert!(
+            (ratio - 17.0 / 21.0).abs() < 0.01 * 17.0 / 21.0,
+            "second-order coefficient {ratio} vs 17/21 = {}",
+            17.0 / 21.0
+        );
     }
 }

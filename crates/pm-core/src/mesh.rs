@@ -21,7 +21,9 @@ impl MeshGeom {
     /// Builds the tables for `m` cells per side in a box of `box_size` Mpc/h.
     pub fn new(m: usize, box_size: f64) -> Self {
         assert!(m >= 2, "mesh must have at least 2 cells per side");
-        let freq = (0..m).map(|i| if i < m.div_ceil(2) { i as i64 } else { i as i64 - m as i64 }).collect();
+        let freq = (0..m)
+            .map(|i| if i < m.div_ceil(2) { i as i64 } else { i as i64 - m as i64 })
+            .collect();
         MeshGeom { m, box_size, freq }
     }
     /// Number of complex values along the last (half) axis: m/2 + 1.

@@ -143,7 +143,11 @@ pub fn power_spectrum<T: Real>(field: &[T], geom: &MeshGeom, fft: &Fft3<T>, deco
     let fk = transform(field, fft);
     let sums = binned(geom, &fk, None, deconv);
     let norm = geom.box_size.powi(3) / (geom.n_cells() as f64).powi(2);
-    let mut ps = PowerSpectrum { k: vec![], p: vec![], n_modes: vec![] };
+    let mut ps = PowerSpectrum {
+        k: vec![],
+        p: vec![],
+        n_modes: vec![],
+    };
     for s in sums.iter().skip(1) {
         if s[4] > 0.0 {
             ps.k.push(s[0] / s[4]);
@@ -161,7 +165,14 @@ pub fn cross_spectrum<T: Real>(a: &[T], b: &[T], geom: &MeshGeom, fft: &Fft3<T>,
     let (fa, fb) = (transform(a, fft), transform(b, fft));
     let sums = binned(geom, &fa, Some(&fb), deconv);
     let norm = geom.box_size.powi(3) / (geom.n_cells() as f64).powi(2);
-    let mut cs = CrossSpectrum { k: vec![], n_modes: vec![], p_aa: vec![], p_bb: vec![], p_ab: vec![], r: vec![] };
+    let mut cs = CrossSpectrum {
+        k: vec![],
+        n_modes: vec![],
+        p_aa: vec![],
+        p_bb: vec![],
+        p_ab: vec![],
+        r: vec![],
+    };
     for s in sums.iter().skip(1) {
         if s[4] > 0.0 {
             cs.k.push(s[0] / s[4]);
@@ -185,7 +196,9 @@ pub fn velocity_field<T: Real>(cic: &Cic, disp: &[[T; 3]], vel: &[[T; 3]], sc: &
     let comp = |d: usize, sc: &mut PaintScratch| {
         let mut f = vec![T::zero(); m * m * m];
         cic.paint_with(disp, &mut f, sc, |p| vel[p][d]);
-        f.par_iter_mut().zip(mass.par_iter()).for_each(|(v, w)| *v = if *w > T::zero() { *v / *w } else { T::zero() });
+        f.par_iter_mut()
+            .zip(mass.par_iter())
+            .for_each(|(v, w)| *v = if *w > T::zero() { *v / *w } else { T::zero() });
         f
     };
     [comp(0, sc), comp(1, sc), comp(2, sc)]
@@ -240,7 +253,9 @@ mod tests {
         let geom = MeshGeom::new(m, l);
         let fft = Fft3::<f64>::new(m);
         let a = 0.3;
-        let f: Vec<f64> = (0..m * m * m).map(|c| a * (2.0 * std::f64::consts::PI * 3.0 * (c / (m * m)) as f64 / m as f64).cos()).collect();
+        let f: Vec<f64> = (0..m * m * m)
+            .map(|c| a * (2.0 * std::f64::consts::PI * 3.0 * (c / (m * m)) as f64 / m as f64).cos())
+            .collect();
         let ps = power_spectrum(&f, &geom, &fft, Deconvolve::None);
         let n = (m * m * m) as f64;
         let want = 2.0 * (a * n / 2.0).powi(2) * l.powi(3) / (n * n) / ps.n_modes[2] as f64;
@@ -258,7 +273,9 @@ mod tests {
         let geom = MeshGeom::new(m, l);
         let fft = Fft3::<f64>::new(m);
         // A wave along y with |ν| = 1: only the modes (0, ±1, 0), window sinc²(π/8) each.
-        let f: Vec<f64> = (0..m * m * m).map(|c| (2.0 * std::f64::consts::PI * ((c / m) % m) as f64 / m as f64).sin()).collect();
+        let f: Vec<f64> = (0..m * m * m)
+            .map(|c| (2.0 * std::f64::consts::PI * ((c / m) % m) as f64 / m as f64).sin())
+            .collect();
         let raw = power_spectrum(&f, &geom, &fft, Deconvolve::None);
         let dec = power_spectrum(&f, &geom, &fft, Deconvolve::Cic);
         let win = cic_window(1.0, m).powi(2);

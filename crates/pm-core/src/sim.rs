@@ -128,12 +128,23 @@ impl<T: Real> Simulation<T> {
     pub fn initial_conditions(&mut self, mut w: Vec<T>) -> Result<State<T>> {
         let n = self.config.box_.particles;
         if w.len() != n * n * n {
-            return Err(Error::Shape { what: "white noise".into(), found: format!("{} values", w.len()), expected: format!("{} = box.particles³", n * n * n) });
+            return Err(Error::Shape {
+                what: "white noise".into(),
+                found: format!("{} values", w.len()),
+                expected: format!("{} = box.particles³", n * n * n),
+            });
         }
         if let Some(i) = w.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { what: "white noise".into(), detail: format!("value {} at flat index {i}", w[i]) });
+            return Err(Error::NonFinite {
+                what: "white noise".into(),
+                detail: format!("value {} at flat index {i}", w[i]),
+            });
         }
-        let amp = if self.config.run.fixed_amplitude { Amplitude::Fixed } else { Amplitude::Random };
+        let amp = if self.config.run.fixed_amplitude {
+            Amplitude::Fixed
+        } else {
+            Amplitude::Random
+        };
         let lin = &self.linear;
         let dk = linear_modes(&mut w, &self.lattice, &self.fft_lattice, &|k| lin.p(k), amp, self.config.run.paired);
         let f = lpt_fields(&dk, &self.lattice, &self.fft_lattice, self.config.time.lpt);
@@ -185,10 +196,22 @@ impl<T: Real> Simulation<T> {
         let total = bounds.len();
         for (i, &a1) in bounds.iter().enumerate() {
             self.step(state, a1);
-            if state.disp.par_iter().chain(state.mom.par_iter()).any(|v| v.iter().any(|x| !x.is_finite())) {
-                return Err(Error::NonFinite { what: "particle state".into(), detail: format!("after the step to a = {a1}; check the cosmology and time-step settings") });
+            if state
+                .disp
+                .par_iter()
+                .chain(state.mom.par_iter())
+                .any(|v| v.iter().any(|x| !x.is_finite()))
+            {
+                return Err(Error::NonFinite {
+                    what: "particle state".into(),
+                    detail: format!("after the step to a = {a1}; check the cosmology and time-step settings"),
+                });
             }
-            on_event(Event::Step { index: i + 1, total, a: a1 })?;
+            on_event(Event::Step {
+                index: i + 1,
+                total,
+                a: a1,
+            })?;
             if a1 == a_stop || snaps.contains(&a1) {
                 on_event(Event::Snapshot(state))?;
             }
@@ -199,7 +222,12 @@ impl<T: Real> Simulation<T> {
     /// Particle positions in `[0, L)` Mpc/h (f32, N × 3, lattice order).
     pub fn positions(&self, state: &State<T>) -> Vec<[f32; 3]> {
         let cic = self.gravity.cic();
-        state.disp.par_iter().enumerate().map(|(p, s)| cic.position(p, s).map(|x| x as f32)).collect()
+        state
+            .disp
+            .par_iter()
+            .enumerate()
+            .map(|(p, s)| cic.position(p, s).map(|x| x as f32))
+            .collect()
     }
 
     /// Peculiar velocities in km/s (f32, N × 3): `v = 100 p / a`.
@@ -218,7 +246,11 @@ impl<T: Real> Simulation<T> {
 
     /// Power spectrum of a density field on the force mesh.
     pub fn power(&self, density: &[T]) -> PowerSpectrum {
-        let dec = if self.config.output.deconvolve { Deconvolve::Cic } else { Deconvolve::None };
+        let dec = if self.config.output.deconvolve {
+            Deconvolve::Cic
+        } else {
+            Deconvolve::None
+        };
         power_spectrum(density, self.gravity.geom(), self.gravity.fft(), dec)
     }
 }

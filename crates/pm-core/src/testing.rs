@@ -15,7 +15,10 @@ pub fn dot<T: Real>(a: &[T], b: &[T]) -> f64 {
 /// f64 dot product of two particle arrays.
 pub fn dot3<T: Real>(a: &[[T; 3]], b: &[[T; 3]]) -> f64 {
     assert_eq!(a.len(), b.len(), "dot3: lengths differ");
-    a.iter().zip(b).map(|(x, y)| (0..3).map(|d| x[d].f64() * y[d].f64()).sum::<f64>()).sum()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (0..3).map(|d| x[d].f64() * y[d].f64()).sum::<f64>())
+        .sum()
 }
 
 /// A reproducible unit-Gaussian field of `len` values from `seed`.
@@ -34,7 +37,11 @@ pub fn rand_disp<T: Real>(n: usize, amp: f64, seed: u64) -> Vec<[T; 3]> {
 #[track_caller]
 pub fn assert_close(a: f64, b: f64, rtol: f64, atol: f64, what: &str) {
     let tol = rtol * a.abs().max(b.abs()) + atol;
-    assert!((a - b).abs() <= tol, "{what}: {a:.15e} vs {b:.15e} (diff {:.3e}, tol {tol:.3e})", (a - b).abs());
+    assert!(
+        (a - b).abs() <= tol,
+        "{what}: {a:.15e} vs {b:.15e} (diff {:.3e}, tol {tol:.3e})",
+        (a - b).abs()
+    );
 }
 
 /// Dot-product test of a linear operator `A` and its claimed transpose `At`:
@@ -55,7 +62,10 @@ where
     let lhs = dot(&av, &w);
     let rhs = dot(&v, &atw);
     let rel = (lhs - rhs).abs() / lhs.abs().max(rhs.abs()).max(1e-300);
-    assert!(rel <= rtol, "dot-product test: <Av,w> = {lhs:.15e}, <v,Aᵀw> = {rhs:.15e}, rel {rel:.3e} > {rtol:.1e}");
+    assert!(
+        rel <= rtol,
+        "dot-product test: <Av,w> = {lhs:.15e}, <v,Aᵀw> = {rhs:.15e}, rel {rel:.3e} > {rtol:.1e}"
+    );
     rel
 }
 
@@ -69,12 +79,38 @@ where
     F: Fn(&[[f64; 3]]) -> f64,
 {
     let n = s.len();
-    let dir: Vec<[f64; 3]> = (0..n as u64).map(|i| std::array::from_fn(|d| gaussian(seed, 3 * i + d as u64))).collect();
+    let dir: Vec<[f64; 3]> = (0..n as u64)
+        .map(|i| std::array::from_fn(|d| gaussian(seed, 3 * i + d as u64)))
+        .collect();
     let eps = 1e-6;
-    let shift = |sign: f64| -> Vec<[f64; 3]> { s.iter().zip(&dir).map(|(a, b)| std::array::from_fn(|d| a[d] + sign * eps * b[d])).collect() };
+    let shift = |sign: f64| -> Vec<[f64; 3]> {
+        s.iter()
+            .zip(&dir)
+            .map(|(a, b)| std::array::from_fn(|d| a[d] + sign * eps * b[d]))
+            .collect()
+    };
     let fd = (f(&shift(1.0)) - f(&shift(-1.0))) / (2.0 * eps);
     let an = dot3(grad, &dir);
     let rel = (fd - an).abs() / fd.abs().max(an.abs()).max(1e-300);
-    assert!(rel <= rtol, "finite differences: fd = {fd:.12e}, adjoint = {an:.12e}, rel {rel:.3e} > {rtol:.1e}");
+    assert!(
+        rel <= rtol,
+        "finite differences: fd = {fd:.12e}, adjoint = {an:.12e}, rel {rel:.3e} > {rtol:.1e}"
+    );
     rel
+}
+
+/// Rows of a reference table from `shared/reference` (copied to `crates/pm-core/tests/reference`):
+/// whitespace-separated numbers, `#` comments and blank lines skipped.
+#[track_caller]
+pub fn reference_table(name: &str) -> Vec<Vec<f64>> {
+    let path = format!("{}/tests/reference/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            l.split_whitespace()
+                .map(|x| x.parse().unwrap_or_else(|e| panic!("{path}: {x}: {e}")))
+                .collect()
+        })
+        .collect()
 }

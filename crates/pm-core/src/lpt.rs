@@ -12,6 +12,16 @@
 //!
 //! Odd derivatives zero the Nyquist index of their axis (a real field has no imaginary Nyquist
 //! mode); even ones (`k_i²`) keep it. All fields live on the particle grid (n per side).
+//!
+//! **Adjoint** ([`lpt_vjp`], docs/adjoint.md eqs. P1–P3). Every piece is a real Fourier operator
+//! `x ↦ IDFT[c(k)·DFT(x)]/n³` whose transpose has kernel `c(−k)`: odd kernels (`i k/k²`) flip
+//! sign, even ones (`k_i k_j/k²`) are symmetric. With cotangents s̄₁, s̄₂ of the two fields:
+//! ```text
+//!   δ̄_L ← Σ_d IDFT[−i k_d/k² · DFT(s̄₁_d)]/n³                         (P1)
+//!   S̄   = Σ_d IDFT[+i k_d/k² · DFT(s̄₂_d)]/n³                          (P2)
+//!   φ̄_ii = S̄ (φ_jj + φ_kk),  φ̄_ij = −2 S̄ φ_ij (i≠j);  δ̄_L ← Σ_ij IDFT[k_i k_j/k² DFT(φ̄_ij)]/n³   (P3)
+//! ```
+//! The φ_ij are recomputed from δ(k); nothing is stored by the forward.
 
 use crate::fft::Fft3;
 use crate::float::{Real, C};
@@ -101,14 +111,7 @@ pub fn lpt_fields<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, ord
     let mut tmp = vec![C::default(); geom.n_complex()];
     // φ₁,ij(x) = IDFT[k_i k_j δ/k²]/n³ (diagonal terms keep the Nyquist modes).
     let second = |i: usize, j: usize, tmp: &mut Vec<C<T>>| -> Vec<T> {
-        map_k(geom, delta_k, tmp, |k, odd, v| {
-            let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
-            if k2 == 0.0 {
-                return C::default();
-            }
-            let kk = if i == j { k[i] * k[i] } else { odd[i] * odd[j] };
-            v * T::of(kk / k2)
-        });
+        map_k(geom, delta_k, tmp, |k, odd, v| v * T::of(hess_kernel(k, odd, i, j)));
         let mut out = vec![T::zero(); nr];
         fft.inverse(tmp, &mut out);
         out.par_iter_mut().for_each(|x| *x *= norm);
@@ -131,6 +134,113 @@ pub fn lpt_fields<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, ord
     // s₂(k) = ∇φ₂ = −i k S(k)/k²
     let s2 = gradient_field(geom, fft, &src_k, |k2| -1.0 / k2);
     LptFields { s1, s2: Some(s2) }
+}
+
+/// Second-derivative kernel `k_i k_j / k²` (diagonal terms keep the Nyquist modes).
+#[inline(always)]
+fn hess_kernel(k: [f64; 3], odd: [f64; 3], i: usize, j: usize) -> f64 {
+    let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
+    if k2 == 0.0 {
+        0.0
+    } else if i == j {
+        k[i] * k[i] / k2
+    } else {
+        odd[i] * odd[j] / k2
+    }
+}
+
+/// VJP of [`lpt_fields`] w.r.t. the real-space linear field `δ_L(x) = IDFT[δ(k)]/n³`: returns
+/// `δ̄_L(x)` (n³, C order) for cotangents `s1_cot` of `s₁` and (2LPT) `s2_cot` of `s₂`.
+/// `delta_k` is the forward input (needed for the second-order term only).
+pub fn lpt_vjp<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, s1_cot: &[[T; 3]], s2_cot: Option<&[[T; 3]]>) -> Vec<T> {
+    let nr = geom.n_cells();
+    let nk = geom.n_complex();
+    assert_eq!(s1_cot.len(), nr, "lpt_vjp: s1 cotangent length");
+    let norm = T::of(1.0 / nr as f64);
+    let mut real = vec![T::zero(); nr];
+    let mut tmp = vec![C::default(); nk];
+    let mut acc = vec![C::<T>::default(); nk];
+    // (P1): s₁ = IDFT[+i k/k² δ]: transpose kernel −i k/k².
+    for d in 0..3 {
+        real.par_iter_mut().zip(s1_cot.par_iter()).for_each(|(r, f)| *r = f[d]);
+        fft.forward(&mut real, &mut tmp);
+        accumulate_k(geom, &tmp, &mut acc, |k, odd, v| {
+            let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
+            if k2 == 0.0 {
+                C::default()
+            } else {
+                i_times(-odd[d] / k2, v)
+            }
+        });
+    }
+    if let Some(s2c) = s2_cot {
+        assert_eq!(s2c.len(), nr, "lpt_vjp: s2 cotangent length");
+        // (P2): s₂ = IDFT[−i k/k² S]: transpose kernel +i k/k².
+        let mut sk = vec![C::<T>::default(); nk];
+        for d in 0..3 {
+            real.par_iter_mut().zip(s2c.par_iter()).for_each(|(r, f)| *r = f[d]);
+            fft.forward(&mut real, &mut tmp);
+            accumulate_k(geom, &tmp, &mut sk, |k, odd, v| {
+                let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
+                if k2 == 0.0 {
+                    C::default()
+                } else {
+                    i_times(odd[d] / k2, v)
+                }
+            });
+        }
+        let mut sbar = vec![T::zero(); nr];
+        fft.inverse(&mut sk, &mut sbar);
+        sbar.par_iter_mut().for_each(|x| *x *= norm);
+        // Recompute φ_ij(x) = IDFT[k_i k_j/k² δ]/n³.
+        let phi = |i: usize, j: usize, tmp: &mut Vec<C<T>>| -> Vec<T> {
+            map_k(geom, delta_k, tmp, |k, odd, v| v * T::of(hess_kernel(k, odd, i, j)));
+            let mut out = vec![T::zero(); nr];
+            fft.inverse(tmp, &mut out);
+            out.par_iter_mut().for_each(|x| *x *= norm);
+            out
+        };
+        let diag = [phi(0, 0, &mut tmp), phi(1, 1, &mut tmp), phi(2, 2, &mut tmp)];
+        // (P3) diagonal: φ̄_ii = S̄ (φ_jj + φ_kk)
+        for i in 0..3 {
+            let (j, k) = ((i + 1) % 3, (i + 2) % 3);
+            real.par_iter_mut()
+                .enumerate()
+                .for_each(|(c, r)| *r = sbar[c] * (diag[j][c] + diag[k][c]));
+            fft.forward(&mut real, &mut tmp);
+            accumulate_k(geom, &tmp, &mut acc, |k, odd, v| v * T::of(hess_kernel(k, odd, i, i)));
+        }
+        drop(diag);
+        // (P3) off-diagonal: φ̄_ij = −2 S̄ φ_ij
+        for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+            let pij = phi(i, j, &mut tmp);
+            real.par_iter_mut()
+                .enumerate()
+                .for_each(|(c, r)| *r = -T::of(2.0) * sbar[c] * pij[c]);
+            fft.forward(&mut real, &mut tmp);
+            accumulate_k(geom, &tmp, &mut acc, |k, odd, v| v * T::of(hess_kernel(k, odd, i, j)));
+        }
+    }
+    fft.inverse(&mut acc, &mut real);
+    real.par_iter_mut().for_each(|x| *x *= norm);
+    real
+}
+
+/// `acc(k) += f(k, odd_k, src(k))` over the half spectrum in parallel.
+fn accumulate_k<T: Real>(geom: &MeshGeom, src: &[C<T>], acc: &mut [C<T>], f: impl Fn([f64; 3], [f64; 3], C<T>) -> C<T> + Sync) {
+    let n = geom.m;
+    let nc = geom.mc();
+    acc.par_chunks_mut(n * nc)
+        .zip(src.par_chunks(n * nc))
+        .enumerate()
+        .for_each(|(ix, (o, s))| {
+            for iy in 0..n {
+                for iz in 0..nc {
+                    let (k, odd) = kvec(geom, ix, iy, iz);
+                    o[iy * nc + iz] += f(k, odd, s[iy * nc + iz]);
+                }
+            }
+        });
 }
 
 #[cfg(test)]
@@ -184,6 +294,56 @@ mod tests {
             }
         }
         assert!(max_err < 1e-12, "max error {max_err:.3e}");
+    }
+
+    /// s₁, s₂ as functions of the real linear field δ_L(x) (f64), flattened.
+    fn lpt_of_field(geom: &MeshGeom, fft: &Fft3<f64>, field: &[f64], order: LptOrder) -> LptFields<f64> {
+        let mut f = field.to_vec();
+        let mut dk = vec![C::default(); geom.n_complex()];
+        fft.forward(&mut f, &mut dk);
+        lpt_fields(&dk, geom, fft, order)
+    }
+
+    #[test]
+    fn lpt1_vjp_dot_test_and_2lpt_vjp_finite_differences() {
+        use crate::testing::{dot, dot_test, rand_field};
+        for n in [8usize, 6, 5] {
+            let geom = MeshGeom::new(n, 30.0);
+            let fft = Fft3::<f64>::new(n);
+            let nr = n * n * n;
+            // 1LPT is linear in δ_L: ⟨s₁(v), w⟩ = ⟨v, s₁ᵀ(w)⟩.
+            let fwd = |v: &[f64]| {
+                lpt_of_field(&geom, &fft, v, LptOrder::One)
+                    .s1
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<f64>>()
+            };
+            let adj = |w: &[f64]| {
+                let cot: Vec<[f64; 3]> = w.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
+                lpt_vjp(&vec![C::default(); geom.n_complex()], &geom, &fft, &cot, None)
+            };
+            dot_test(nr, 3 * nr, fwd, adj, 1e-12, 5);
+            // 2LPT: L(δ) = ⟨s₁, u₁⟩ + ⟨s₂, u₂⟩ is quadratic; central differences are exact up to rounding.
+            let x = rand_field::<f64>(nr, 6);
+            let u1: Vec<[f64; 3]> = crate::testing::rand_disp(n, 1.0, 7);
+            let u2: Vec<[f64; 3]> = crate::testing::rand_disp(n, 1.0, 8);
+            let l = |v: &[f64]| {
+                let f = lpt_of_field(&geom, &fft, v, LptOrder::Two);
+                crate::testing::dot3(&f.s1, &u1) + crate::testing::dot3(f.s2.as_ref().unwrap(), &u2)
+            };
+            let mut xk = x.clone();
+            let mut dk = vec![C::default(); geom.n_complex()];
+            fft.forward(&mut xk, &mut dk);
+            let g = lpt_vjp(&dk, &geom, &fft, &u1, Some(&u2));
+            let dir = rand_field::<f64>(nr, 9);
+            let eps = 1e-4;
+            let xp: Vec<f64> = x.iter().zip(&dir).map(|(a, b)| a + eps * b).collect();
+            let xm: Vec<f64> = x.iter().zip(&dir).map(|(a, b)| a - eps * b).collect();
+            let fd = (l(&xp) - l(&xm)) / (2.0 * eps);
+            let an = dot(&g, &dir);
+            assert!((fd - an).abs() < 1e-8 * an.abs().max(1.0), "n = {n}: fd {fd} vs adjoint {an}");
+        }
     }
 
     #[test]

@@ -124,8 +124,22 @@ impl<T: Real> Simulation<T> {
         white_noise(self.config.box_.particles, self.config.run.seed)
     }
 
-    /// Initial conditions at `time.a_start` from white noise `w` (n³, C order; consumed).
-    pub fn initial_conditions(&mut self, mut w: Vec<T>) -> Result<State<T>> {
+    /// The FastPM time-step coefficients.
+    pub fn stepper(&self) -> &Stepper {
+        &self.stepper
+    }
+    /// Geometry of the particle lattice (n per side).
+    pub fn lattice(&self) -> &MeshGeom {
+        &self.lattice
+    }
+    /// FFT plan of the particle lattice.
+    pub fn fft_lattice(&self) -> &Fft3<T> {
+        &self.fft_lattice
+    }
+
+    /// Linear modes δ_L(k) at a = 1 on the particle lattice (docs/physics.md eq. 2.1) from white
+    /// noise `w` (n³, C order), after checking its length and values.
+    pub fn linear_modes(&self, w: &[T]) -> Result<Vec<crate::float::C<T>>> {
         let n = self.config.box_.particles;
         if w.len() != n * n * n {
             return Err(Error::Shape {
@@ -146,7 +160,21 @@ impl<T: Real> Simulation<T> {
             Amplitude::Random
         };
         let lin = &self.linear;
-        let dk = linear_modes(&mut w, &self.lattice, &self.fft_lattice, &|k| lin.p(k), amp, self.config.run.paired);
+        let mut w = w.to_vec();
+        Ok(linear_modes(
+            &mut w,
+            &self.lattice,
+            &self.fft_lattice,
+            &|k| lin.p(k),
+            amp,
+            self.config.run.paired,
+        ))
+    }
+
+    /// Initial conditions at `time.a_start` from white noise `w` (n³, C order).
+    pub fn initial_conditions(&mut self, w: Vec<T>) -> Result<State<T>> {
+        let n = self.config.box_.particles;
+        let dk = self.linear_modes(&w)?;
         let f = lpt_fields(&dk, &self.lattice, &self.fft_lattice, self.config.time.lpt);
         let a = self.config.time.a_start;
         let g = self.stepper.growth();
@@ -172,15 +200,42 @@ impl<T: Real> Simulation<T> {
         step_boundaries(t.a_start, t.a_stop, t.steps, t.spacing, &t.snapshots)
     }
 
+    /// The three coefficients `(K1, Δ, K2)` of the KDK step from `a0` to `a1`: first half kick,
+    /// drift, second half kick (docs/physics.md eq. 5.3).
+    pub fn step_factors(&self, a0: f64, a1: f64) -> (f64, f64, f64) {
+        let ah = midpoint(a0, a1, self.config.time.spacing);
+        (
+            self.stepper.kick_factor(a0, ah, a0),
+            self.stepper.drift_factor(a0, a1, ah),
+            self.stepper.kick_factor(ah, a1, a1),
+        )
+    }
+
     /// Advances `state` by one FastPM KDK step to `a1`.
     pub fn step(&mut self, state: &mut State<T>, a1: f64) {
-        let a0 = state.a;
-        let ah = midpoint(a0, a1, self.config.time.spacing);
-        kick(&mut state.mom, &state.accel, self.stepper.kick_factor(a0, ah, a0));
-        drift(&mut state.disp, &state.mom, self.stepper.drift_factor(a0, a1, ah));
+        let (k1, dr, k2) = self.step_factors(state.a, a1);
+        kick(&mut state.mom, &state.accel, k1);
+        drift(&mut state.disp, &state.mom, dr);
         self.gravity.accel(&state.disp, 1.0, &mut state.accel, &mut self.ws);
-        kick(&mut state.mom, &state.accel, self.stepper.kick_factor(ah, a1, a1));
+        kick(&mut state.mom, &state.accel, k2);
         state.a = a1;
+    }
+
+    /// Runs one KDK step backwards, from `state.a` to `a0` (the exact algebraic inverse of
+    /// [`Simulation::step`]; in floating point it recovers the earlier state up to rounding).
+    pub fn step_back(&mut self, state: &mut State<T>, a0: f64) {
+        let (k1, dr, k2) = self.step_factors(a0, state.a);
+        kick(&mut state.mom, &state.accel, -k2);
+        drift(&mut state.disp, &state.mom, -dr);
+        self.gravity.accel(&state.disp, 1.0, &mut state.accel, &mut self.ws);
+        kick(&mut state.mom, &state.accel, -k1);
+        state.a = a0;
+    }
+
+    /// Adds `scale · (∂A/∂s)ᵀ ā` to `disp_cot` at displacements `disp` (the gravity VJP with this
+    /// simulation's scratch).
+    pub fn accel_vjp(&mut self, disp: &[[T; 3]], scale: f64, accel_cot: &[[T; 3]], disp_cot: &mut [[T; 3]]) {
+        self.gravity.accel_vjp(disp, scale, accel_cot, disp_cot, &mut self.ws);
     }
 
     /// Runs `state` from its scale factor through every step boundary to `time.a_stop`, calling

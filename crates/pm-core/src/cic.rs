@@ -244,8 +244,23 @@ impl Cic {
         F: Fn(usize) -> T + Sync,
     {
         assert_eq!(disp.len(), self.n_particles(), "paint: displacement array length");
-        assert_eq!(mesh.len(), self.m * self.m * self.m, "paint: mesh length");
         self.sort_planes(disp, sc);
+        self.paint_sorted(disp, mesh, sc, value);
+    }
+
+    /// As [`Cic::paint_with`], reusing the plane sort left in `sc` by an earlier paint of the
+    /// **same** displacements (the caller guarantees it; a stale sort paints wrongly).
+    pub fn paint_sorted<T: Real, F>(&self, disp: &[[T; 3]], mesh: &mut [T], sc: &PaintScratch, value: F)
+    where
+        F: Fn(usize) -> T + Sync,
+    {
+        assert_eq!(disp.len(), self.n_particles(), "paint: displacement array length");
+        assert_eq!(mesh.len(), self.m * self.m * self.m, "paint: mesh length");
+        assert_eq!(
+            sc.order.len(),
+            disp.len(),
+            "paint_sorted: the scratch holds no sort of these particles"
+        );
         let m = self.m;
         let inv_cell = T::of(1.0 / self.cell());
         let ptr = SyncPtr(mesh.as_mut_ptr());

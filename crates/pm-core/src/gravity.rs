@@ -50,6 +50,24 @@ pub struct GravityWorkspace<T: Real> {
     tmp_k: Vec<C<T>>,
     g: [Vec<T>; 3],
     paint: PaintScratch,
+    /// Checksum of the displacements that `g` and the paint sort belong to (set by `accel`,
+    /// cleared when `accel_vjp` overwrites `g`), so the VJP at the same positions reuses them.
+    meshes_for: Option<u64>,
+}
+
+/// A 64-bit fingerprint of a displacement array (every value's bits, position-mixed).
+fn fingerprint<T: Real>(disp: &[[T; 3]]) -> u64 {
+    disp.par_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            for v in s {
+                h = (h ^ v.f64().to_bits()).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                h ^= h >> 31;
+            }
+            h
+        })
+        .reduce(|| 0u64, |a, b| a.wrapping_add(b))
 }
 
 impl<T: Real> Gravity<T> {
@@ -108,6 +126,7 @@ impl<T: Real> Gravity<T> {
             tmp_k: vec![C::default(); nc],
             g: [vec![T::zero(); nr], vec![T::zero(); nr], vec![T::zero(); nr]],
             paint: PaintScratch::default(),
+            meshes_for: None,
         }
     }
 
@@ -163,6 +182,7 @@ impl<T: Real> Gravity<T> {
         ws.rho.par_iter_mut().for_each(|v| *v = T::zero());
         self.cic.paint(disp, None, &mut ws.rho, &mut ws.paint);
         self.potential_gradient(ws);
+        ws.meshes_for = Some(fingerprint(disp));
         self.cic.readout(disp, [&ws.g[0][..], &ws.g[1][..], &ws.g[2][..]], out);
         if scale != 1.0 {
             let s = T::of(scale);
@@ -171,13 +191,17 @@ impl<T: Real> Gravity<T> {
     }
 
     /// VJP of [`Gravity::accel`] (with `scale`) w.r.t. the displacements: adds `(∂(scale·A)/∂s)ᵀ ā`
-    /// to `disp_cot`. Recomputes the forward meshes (nothing is kept between calls).
+    /// to `disp_cot`. Needs the forward meshes at `disp`: reused from `ws` when the last
+    /// [`Gravity::accel`] with this workspace was at the same displacements (checked by a
+    /// fingerprint), recomputed otherwise. Nothing else is kept between calls.
     pub fn accel_vjp(&self, disp: &[[T; 3]], scale: f64, accel_cot: &[[T; 3]], disp_cot: &mut [[T; 3]], ws: &mut GravityWorkspace<T>) {
         let s = T::of(scale);
-        // Forward meshes g_d.
-        ws.rho.par_iter_mut().for_each(|v| *v = T::zero());
-        self.cic.paint(disp, None, &mut ws.rho, &mut ws.paint);
-        self.potential_gradient(ws);
+        if ws.meshes_for != Some(fingerprint(disp)) {
+            ws.rho.par_iter_mut().for_each(|v| *v = T::zero());
+            self.cic.paint(disp, None, &mut ws.rho, &mut ws.paint);
+            self.potential_gradient(ws);
+        }
+        ws.meshes_for = None;
         // Readout position term.
         self.cic
             .readout_vjp_pos(disp, [&ws.g[0][..], &ws.g[1][..], &ws.g[2][..]], disp_cot, |p| {
@@ -189,7 +213,7 @@ impl<T: Real> Gravity<T> {
         for d in 0..3 {
             let gd = &mut ws.g[d];
             gd.par_iter_mut().for_each(|v| *v = T::zero());
-            self.cic.paint_with(disp, gd, &mut ws.paint, |p| accel_cot[p][d] * s);
+            self.cic.paint_sorted(disp, gd, &ws.paint, |p| accel_cot[p][d] * s);
             self.fft.forward(gd, &mut ws.tmp_k);
             self.apply_kernel(d, &ws.tmp_k, &mut ws.rho_k, scale_t, d > 0);
         }
@@ -311,6 +335,26 @@ mod tests {
                 let mut grad = vec![[0.0; 3]; n * n * n];
                 grav.accel_vjp(&disp, 1.7, &abar, &mut grad, &mut grav.workspace());
                 fd_check(&f, &disp, &grad, 1e-6, 42);
+                // With the meshes reused from a forward call at the same positions: same bits.
+                let mut ws = grav.workspace();
+                grav.accel(&disp, 1.0, &mut vec![[0.0; 3]; n * n * n], &mut ws);
+                let mut grad2 = vec![[0.0; 3]; n * n * n];
+                grav.accel_vjp(&disp, 1.7, &abar, &mut grad2, &mut ws);
+                assert!(grad
+                    .iter()
+                    .flatten()
+                    .zip(grad2.iter().flatten())
+                    .all(|(a, b)| a.to_bits() == b.to_bits()));
+                // And a workspace left by a forward call at other positions is not reused.
+                let other = rand_disp::<f64>(n, 4.0, 99);
+                grav.accel(&other, 1.0, &mut vec![[0.0; 3]; n * n * n], &mut ws);
+                let mut grad3 = vec![[0.0; 3]; n * n * n];
+                grav.accel_vjp(&disp, 1.7, &abar, &mut grad3, &mut ws);
+                assert!(grad
+                    .iter()
+                    .flatten()
+                    .zip(grad3.iter().flatten())
+                    .all(|(a, b)| a.to_bits() == b.to_bits()));
             }
         }
     }

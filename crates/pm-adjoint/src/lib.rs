@@ -54,6 +54,29 @@ fn rel_dist<T: Real>(a: &[[T; 3]], b: &[[T; 3]]) -> f64 {
     (num / den.max(f64::MIN_POSITIVE)).sqrt()
 }
 
+/// The loss of the configured simulation run from white noise `w` (forward only), e.g. for
+/// finite-difference checks of [`white_noise_gradient`].
+pub fn loss_value<T: Real>(sim: &mut Simulation<T>, w: &[T], loss: &impl Loss<T>) -> Result<f64> {
+    let (state, _) = forward(sim, w, false)?;
+    let n = state.disp.len();
+    Ok(loss.value_and_cot(sim, &state, &mut vec![[T::zero(); 3]; n], &mut vec![[T::zero(); 3]; n]))
+}
+
+/// A particle state's displacements and momenta.
+type Phase<T> = (Vec<[T; 3]>, Vec<[T; 3]>);
+
+/// Initial conditions from `w` and every step to a_stop, checked for NaN/Inf; with
+/// `keep_initial` also a copy of the initial (s, p).
+fn forward<T: Real>(sim: &mut Simulation<T>, w: &[T], keep_initial: bool) -> Result<(State<T>, Option<Phase<T>>)> {
+    let mut state = sim.initial_conditions(w.to_vec())?;
+    let initial = keep_initial.then(|| (state.disp.clone(), state.mom.clone()));
+    for &a1 in &sim.boundaries()[1..] {
+        sim.step(&mut state, a1);
+    }
+    check_finite(&state)?;
+    Ok((state, initial))
+}
+
 /// Runs the configured simulation from white noise `w` and returns the loss and ∂L/∂w by the
 /// reverse-time adjoint (docs/adjoint.md §R, eqs. R1–R5).
 pub fn white_noise_gradient<T: Real>(sim: &mut Simulation<T>, w: &[T], loss: &impl Loss<T>) -> Result<WhiteNoiseGradient<T>> {
@@ -66,13 +89,9 @@ pub fn white_noise_gradient<T: Real>(sim: &mut Simulation<T>, w: &[T], loss: &im
     }
     // Forward: keep only the initial state (for the reversal error) and the running state.
     let dk = sim.linear_modes(w)?;
-    let mut state = sim.initial_conditions(w.to_vec())?;
-    let (s0, p0) = (state.disp.clone(), state.mom.clone());
+    let (mut state, initial) = forward(sim, w, true)?;
+    let (s0, p0) = initial.expect("kept");
     let bounds = sim.boundaries();
-    for &a1 in &bounds[1..] {
-        sim.step(&mut state, a1);
-    }
-    check_finite(&state)?;
     // Loss and its cotangents at a_stop.
     let np = state.disp.len();
     let mut s_bar = vec![[T::zero(); 3]; np];
@@ -154,13 +173,7 @@ mod tests {
     }
 
     fn loss_at(c: &Config, w: &[f64], target: &FieldMse<f64>) -> f64 {
-        let mut sim = Simulation::<f64>::new(c).unwrap();
-        let mut st = sim.initial_conditions(w.to_vec()).unwrap();
-        for &a in &sim.boundaries()[1..] {
-            sim.step(&mut st, a);
-        }
-        let n = st.disp.len();
-        target.value_and_cot(&sim, &st, &mut vec![[0.0; 3]; n], &mut vec![[0.0; 3]; n])
+        loss_value(&mut Simulation::<f64>::new(c).unwrap(), w, target).unwrap()
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! End-to-end white-noise gradients at the size of issue 3's bar: 32³ particles, 64³ mesh,
 //! 10 steps, 2LPT, field-MSE loss against a target.
 
-use pm_adjoint::white_noise_gradient;
+use pm_adjoint::{loss_value, white_noise_gradient};
 use pm_core::config::Config;
-use pm_core::loss::{FieldMse, Loss};
+use pm_core::loss::FieldMse;
 use pm_core::sim::Simulation;
 use pm_core::testing::{dot, rand_field};
 use pm_core::Real;
@@ -26,13 +26,7 @@ fn target<T: Real>(c: &Config) -> Vec<T> {
 }
 
 fn loss_at(c: &Config, w: &[f64], loss: &FieldMse<f64>) -> f64 {
-    let mut sim = Simulation::<f64>::new(c).unwrap();
-    let mut st = sim.initial_conditions(w.to_vec()).unwrap();
-    for &a in &sim.boundaries()[1..] {
-        sim.step(&mut st, a);
-    }
-    let n = st.disp.len();
-    loss.value_and_cot(&sim, &st, &mut vec![[0.0; 3]; n], &mut vec![[0.0; 3]; n])
+    loss_value(&mut Simulation::<f64>::new(c).unwrap(), w, loss).unwrap()
 }
 
 #[test]

@@ -50,8 +50,14 @@ fn kvec(geom: &MeshGeom, ix: usize, iy: usize, iz: usize) -> ([f64; 3], [f64; 3]
     (k, odd)
 }
 
-/// Fills `out(k) = f(k, odd_k, src(k))` over the half spectrum in parallel.
-fn map_k<T: Real>(geom: &MeshGeom, src: &[C<T>], out: &mut [C<T>], f: impl Fn([f64; 3], [f64; 3], C<T>) -> C<T> + Sync) {
+/// `out(k) = f(k, odd_k, src(k))` (or `+=` when `accumulate`) over the half spectrum in parallel.
+fn apply_k<T: Real>(
+    geom: &MeshGeom,
+    src: &[C<T>],
+    out: &mut [C<T>],
+    accumulate: bool,
+    f: impl Fn([f64; 3], [f64; 3], C<T>) -> C<T> + Sync,
+) {
     let n = geom.m;
     let nc = geom.mc();
     out.par_chunks_mut(n * nc)
@@ -61,10 +67,36 @@ fn map_k<T: Real>(geom: &MeshGeom, src: &[C<T>], out: &mut [C<T>], f: impl Fn([f
             for iy in 0..n {
                 for iz in 0..nc {
                     let (k, odd) = kvec(geom, ix, iy, iz);
-                    o[iy * nc + iz] = f(k, odd, s[iy * nc + iz]);
+                    let v = f(k, odd, s[iy * nc + iz]);
+                    if accumulate {
+                        o[iy * nc + iz] += v;
+                    } else {
+                        o[iy * nc + iz] = v;
+                    }
                 }
             }
         });
+}
+
+/// Fills `out(k) = f(k, odd_k, src(k))` over the half spectrum in parallel.
+fn map_k<T: Real>(geom: &MeshGeom, src: &[C<T>], out: &mut [C<T>], f: impl Fn([f64; 3], [f64; 3], C<T>) -> C<T> + Sync) {
+    apply_k(geom, src, out, false, f);
+}
+
+/// `acc(k) += f(k, odd_k, src(k))` over the half spectrum in parallel.
+fn accumulate_k<T: Real>(geom: &MeshGeom, src: &[C<T>], acc: &mut [C<T>], f: impl Fn([f64; 3], [f64; 3], C<T>) -> C<T> + Sync) {
+    apply_k(geom, src, acc, true, f);
+}
+
+/// The odd kernel `c·i k_d/k²` (0 at k = 0 and on the Nyquist index of axis d).
+#[inline(always)]
+fn odd_kernel<T: Real>(k: [f64; 3], odd: [f64; 3], d: usize, c: f64, v: C<T>) -> C<T> {
+    let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
+    if k2 == 0.0 {
+        C::default()
+    } else {
+        i_times(c * odd[d] / k2, v)
+    }
 }
 
 /// `i·c·v` for a real coefficient c.
@@ -74,23 +106,15 @@ fn i_times<T: Real>(c: f64, v: C<T>) -> C<T> {
     C::new(-v.im * c, v.re * c)
 }
 
-/// Gradient `∇ψ` at the grid points from `ψ(k)·h(k)` given by `coef`: returns the three real
-/// components of `IDFT[i k_d · coef(k) · src(k)] / n³` interleaved per particle.
-fn gradient_field<T: Real>(geom: &MeshGeom, fft: &Fft3<T>, src: &[C<T>], coef: impl Fn(f64) -> f64 + Sync + Copy) -> Vec<[T; 3]> {
+/// Returns the three real components of `IDFT[coef · i k_d/k² · src(k)] / n³` per particle.
+fn gradient_field<T: Real>(geom: &MeshGeom, fft: &Fft3<T>, src: &[C<T>], coef: f64) -> Vec<[T; 3]> {
     let nr = geom.n_cells();
     let norm = T::of(1.0 / nr as f64);
     let mut out = vec![[T::zero(); 3]; nr];
     let mut tmp = vec![C::default(); geom.n_complex()];
     let mut real = vec![T::zero(); nr];
     for d in 0..3 {
-        map_k(geom, src, &mut tmp, |k, odd, v| {
-            let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
-            if k2 == 0.0 {
-                C::default()
-            } else {
-                i_times(odd[d] * coef(k2), v)
-            }
-        });
+        map_k(geom, src, &mut tmp, |k, odd, v| odd_kernel(k, odd, d, coef, v));
         fft.inverse(&mut tmp, &mut real);
         out.par_iter_mut().zip(real.par_iter()).for_each(|(o, r)| o[d] = *r * norm);
     }
@@ -102,7 +126,7 @@ fn gradient_field<T: Real>(geom: &MeshGeom, fft: &Fft3<T>, src: &[C<T>], coef: i
 pub fn lpt_fields<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, order: LptOrder) -> LptFields<T> {
     assert_eq!(delta_k.len(), geom.n_complex(), "lpt_fields: δ(k) length");
     // s₁(k) = i k δ(k)/k²
-    let s1 = gradient_field(geom, fft, delta_k, |k2| 1.0 / k2);
+    let s1 = gradient_field(geom, fft, delta_k, 1.0);
     if order == LptOrder::One {
         return LptFields { s1, s2: None };
     }
@@ -132,7 +156,7 @@ pub fn lpt_fields<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, ord
     let mut src_k = vec![C::default(); geom.n_complex()];
     fft.forward(&mut src, &mut src_k);
     // s₂(k) = ∇φ₂ = −i k S(k)/k²
-    let s2 = gradient_field(geom, fft, &src_k, |k2| -1.0 / k2);
+    let s2 = gradient_field(geom, fft, &src_k, -1.0);
     LptFields { s1, s2: Some(s2) }
 }
 
@@ -164,14 +188,7 @@ pub fn lpt_vjp<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, s1_cot
     for d in 0..3 {
         real.par_iter_mut().zip(s1_cot.par_iter()).for_each(|(r, f)| *r = f[d]);
         fft.forward(&mut real, &mut tmp);
-        accumulate_k(geom, &tmp, &mut acc, |k, odd, v| {
-            let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
-            if k2 == 0.0 {
-                C::default()
-            } else {
-                i_times(-odd[d] / k2, v)
-            }
-        });
+        accumulate_k(geom, &tmp, &mut acc, |k, odd, v| odd_kernel(k, odd, d, -1.0, v));
     }
     if let Some(s2c) = s2_cot {
         assert_eq!(s2c.len(), nr, "lpt_vjp: s2 cotangent length");
@@ -180,14 +197,7 @@ pub fn lpt_vjp<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, s1_cot
         for d in 0..3 {
             real.par_iter_mut().zip(s2c.par_iter()).for_each(|(r, f)| *r = f[d]);
             fft.forward(&mut real, &mut tmp);
-            accumulate_k(geom, &tmp, &mut sk, |k, odd, v| {
-                let k2 = k[0] * k[0] + k[1] * k[1] + k[2] * k[2];
-                if k2 == 0.0 {
-                    C::default()
-                } else {
-                    i_times(odd[d] / k2, v)
-                }
-            });
+            accumulate_k(geom, &tmp, &mut sk, |k, odd, v| odd_kernel(k, odd, d, 1.0, v));
         }
         let mut sbar = vec![T::zero(); nr];
         fft.inverse(&mut sk, &mut sbar);
@@ -224,23 +234,6 @@ pub fn lpt_vjp<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, s1_cot
     fft.inverse(&mut acc, &mut real);
     real.par_iter_mut().for_each(|x| *x *= norm);
     real
-}
-
-/// `acc(k) += f(k, odd_k, src(k))` over the half spectrum in parallel.
-fn accumulate_k<T: Real>(geom: &MeshGeom, src: &[C<T>], acc: &mut [C<T>], f: impl Fn([f64; 3], [f64; 3], C<T>) -> C<T> + Sync) {
-    let n = geom.m;
-    let nc = geom.mc();
-    acc.par_chunks_mut(n * nc)
-        .zip(src.par_chunks(n * nc))
-        .enumerate()
-        .for_each(|(ix, (o, s))| {
-            for iy in 0..n {
-                for iz in 0..nc {
-                    let (k, odd) = kvec(geom, ix, iy, iz);
-                    o[iy * nc + iz] += f(k, odd, s[iy * nc + iz]);
-                }
-            }
-        });
 }
 
 #[cfg(test)]

@@ -71,15 +71,7 @@ fn writes_every_output_and_protects_them() {
     let out = simulate(&d, Some(SMALL), &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let o = d.join("out");
-    for f in [
-        "config.toml",
-        "positions.npy",
-        "velocities.npy",
-        "density.npy",
-        "power.txt",
-        "power.png",
-        "slice.png",
-    ] {
+    for f in std::iter::once("config.toml").chain(cosmograd::simulate::SNAPSHOT_FILES) {
         assert!(o.join(f).is_file(), "missing {f}");
     }
     for f in [

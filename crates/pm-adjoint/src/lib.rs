@@ -25,7 +25,7 @@
 use pm_core::error::{Error, Result};
 use pm_core::float::Real;
 use pm_core::loss::Loss;
-use pm_core::lpt::{lpt_fields, lpt_vjp};
+use pm_core::lpt::lpt_vjp;
 use pm_core::noise::linear_field;
 use pm_core::sim::{Simulation, State};
 use rayon::prelude::*;
@@ -132,7 +132,6 @@ pub fn white_noise_gradient<T: Real>(sim: &mut Simulation<T>, w: &[T], loss: &im
             .map(|(s, p)| std::array::from_fn(|d| d2 * s[d] + gp2 * p[d]))
             .collect()
     });
-    let _ = lpt_fields::<T>; // the forward whose transpose lpt_vjp is
     let mut delta_bar = lpt_vjp(&dk, sim.lattice(), sim.fft_lattice(), &s1_bar, s2_bar.as_deref());
     // Linear modes (self-adjoint real operator, times the pairing sign).
     let lin = sim.linear_power();

@@ -121,6 +121,17 @@ fn gradient_field<T: Real>(geom: &MeshGeom, fft: &Fft3<T>, src: &[C<T>], coef: f
     out
 }
 
+/// `φ₁,ij(x) = IDFT[k_i k_j δ(k)/k²]/n³` on the grid (diagonal terms keep the Nyquist modes);
+/// `tmp` is complex scratch of the half-spectrum length.
+fn hessian_field<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, i: usize, j: usize, tmp: &mut [C<T>]) -> Vec<T> {
+    map_k(geom, delta_k, tmp, |k, odd, v| v * T::of(hess_kernel(k, odd, i, j)));
+    let mut out = vec![T::zero(); geom.n_cells()];
+    fft.inverse(tmp, &mut out);
+    let norm = T::of(1.0 / geom.n_cells() as f64);
+    out.par_iter_mut().for_each(|x| *x *= norm);
+    out
+}
+
 /// LPT displacement fields from the linear modes `δ_L(k)` at a = 1 on the particle grid
 /// (`geom.m` = particles per side, `fft` of that size).
 pub fn lpt_fields<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, order: LptOrder) -> LptFields<T> {
@@ -131,16 +142,8 @@ pub fn lpt_fields<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, ord
         return LptFields { s1, s2: None };
     }
     let nr = geom.n_cells();
-    let norm = T::of(1.0 / nr as f64);
     let mut tmp = vec![C::default(); geom.n_complex()];
-    // φ₁,ij(x) = IDFT[k_i k_j δ/k²]/n³ (diagonal terms keep the Nyquist modes).
-    let second = |i: usize, j: usize, tmp: &mut Vec<C<T>>| -> Vec<T> {
-        map_k(geom, delta_k, tmp, |k, odd, v| v * T::of(hess_kernel(k, odd, i, j)));
-        let mut out = vec![T::zero(); nr];
-        fft.inverse(tmp, &mut out);
-        out.par_iter_mut().for_each(|x| *x *= norm);
-        out
-    };
+    let second = |i: usize, j: usize, tmp: &mut Vec<C<T>>| hessian_field(delta_k, geom, fft, i, j, tmp);
     let pxx = second(0, 0, &mut tmp);
     let pyy = second(1, 1, &mut tmp);
     let pzz = second(2, 2, &mut tmp);
@@ -202,14 +205,8 @@ pub fn lpt_vjp<T: Real>(delta_k: &[C<T>], geom: &MeshGeom, fft: &Fft3<T>, s1_cot
         let mut sbar = vec![T::zero(); nr];
         fft.inverse(&mut sk, &mut sbar);
         sbar.par_iter_mut().for_each(|x| *x *= norm);
-        // Recompute φ_ij(x) = IDFT[k_i k_j/k² δ]/n³.
-        let phi = |i: usize, j: usize, tmp: &mut Vec<C<T>>| -> Vec<T> {
-            map_k(geom, delta_k, tmp, |k, odd, v| v * T::of(hess_kernel(k, odd, i, j)));
-            let mut out = vec![T::zero(); nr];
-            fft.inverse(tmp, &mut out);
-            out.par_iter_mut().for_each(|x| *x *= norm);
-            out
-        };
+        // Recompute φ_ij(x) from δ(k).
+        let phi = |i: usize, j: usize, tmp: &mut Vec<C<T>>| hessian_field(delta_k, geom, fft, i, j, tmp);
         let diag = [phi(0, 0, &mut tmp), phi(1, 1, &mut tmp), phi(2, 2, &mut tmp)];
         // (P3) diagonal: φ̄_ii = S̄ (φ_jj + φ_kk)
         for i in 0..3 {

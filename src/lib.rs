@@ -30,5 +30,6 @@ pub use pm_adjoint as adjoint;
 pub use pm_core as core;
 pub use pm_nn as nn;
 
+pub mod gradient;
 pub mod output;
 pub mod simulate;

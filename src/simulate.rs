@@ -87,13 +87,24 @@ pub fn resolve_config(opts: &Options) -> Result<Config> {
 /// write and its `config.toml` is not identical to `resolved` (same config → bit-identical
 /// outputs), it is an error unless `force`.
 pub fn check_output_dir(dir: &Path, config: &Config, resolved: &str, force: bool) -> Result<()> {
+    let files = output_files(config);
+    check_output_files(dir, &files, resolved, force)
+}
+
+/// [`check_output_dir`] for an explicit list of file names (used by every command that writes a
+/// `config.toml` beside its outputs).
+pub fn check_output_files<S: AsRef<str>>(dir: &Path, files: &[S], resolved: &str, force: bool) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
     if !dir.is_dir() {
         return Err(Error::file(dir, "exists and is not a directory; choose another --out"));
     }
-    let existing: Vec<String> = output_files(config).into_iter().filter(|f| dir.join(f).exists()).collect();
+    let existing: Vec<String> = files
+        .iter()
+        .map(|f| f.as_ref().to_string())
+        .filter(|f| dir.join(f).exists())
+        .collect();
     if existing.is_empty() || force {
         return Ok(());
     }

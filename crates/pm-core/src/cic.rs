@@ -254,8 +254,19 @@ impl Cic {
     where
         F: Fn(usize) -> T + Sync,
     {
+        self.paint_sorted_k(disp, [mesh], sc, |p| [value(p)]);
+    }
+
+    /// As [`Cic::paint_sorted`] for `K` meshes at once (`value(p)[k]` onto `meshes[k]`, adding):
+    /// one stencil per particle for all K values. Deterministic as the single paint.
+    pub fn paint_sorted_k<T: Real, const K: usize, F>(&self, disp: &[[T; 3]], meshes: [&mut [T]; K], sc: &PaintScratch, value: F)
+    where
+        F: Fn(usize) -> [T; K] + Sync,
+    {
         assert_eq!(disp.len(), self.n_particles(), "paint: displacement array length");
-        assert_eq!(mesh.len(), self.m * self.m * self.m, "paint: mesh length");
+        for mesh in &meshes {
+            assert_eq!(mesh.len(), self.m * self.m * self.m, "paint: mesh length");
+        }
         assert_eq!(
             sc.order.len(),
             disp.len(),
@@ -263,22 +274,24 @@ impl Cic {
         );
         let m = self.m;
         let inv_cell = T::of(1.0 / self.cell());
-        let ptr = SyncPtr(mesh.as_mut_ptr());
+        let ptrs = meshes.map(|mesh| SyncPtr(mesh.as_mut_ptr()));
         let paint_plane = |j: usize| {
             for &p in &sc.order[sc.start[j]..sc.start[j + 1]] {
                 let p = p as usize;
                 let st = self.stencil(p, &disp[p], inv_cell);
                 let v = value(p);
                 for (ix, wx) in [(st.i0[0], st.w0[0]), (st.i1[0], st.w1[0])] {
-                    let vx = v * wx;
                     for (iy, wy) in [(st.i0[1], st.w0[1]), (st.i1[1], st.w1[1])] {
-                        let vxy = vx * wy;
+                        let wxy = wx * wy;
+                        let (a, b) = (wxy * st.w0[2], wxy * st.w1[2]);
                         let row = (ix * m + iy) * m;
-                        // SAFETY: particles of plane j write only x-planes j and j+1 (mod m); the
-                        // colouring below never runs two planes with overlapping pairs at once.
-                        unsafe {
-                            *ptr.get().add(row + st.i0[2]) += vxy * st.w0[2];
-                            *ptr.get().add(row + st.i1[2]) += vxy * st.w1[2];
+                        for k in 0..K {
+                            // SAFETY: particles of plane j write only x-planes j and j+1 (mod m);
+                            // the colouring below never runs two planes with overlapping pairs at once.
+                            unsafe {
+                                *ptrs[k].get().add(row + st.i0[2]) += v[k] * a;
+                                *ptrs[k].get().add(row + st.i1[2]) += v[k] * b;
+                            }
                         }
                     }
                 }
@@ -388,6 +401,66 @@ impl Cic {
                 }
             }
         });
+    }
+
+    /// [`Cic::readout`] and [`Cic::readout_vjp_pos`] of the same fields in one pass (one stencil
+    /// and one load of each corner per particle): overwrites `out[p][k] = Σ_c W_c(x_p) F_k[c]` and
+    /// adds `Σ_k cot(p)_k Σ_c F_k[c] ∂W_c/∂x(x_p)` to `disp_cot[p]`.
+    pub fn readout_and_vjp_pos<T: Real, const K: usize, F>(
+        &self,
+        disp: &[[T; 3]],
+        fields: [&[T]; K],
+        out: &mut [[T; K]],
+        disp_cot: &mut [[T; 3]],
+        cot: F,
+    ) where
+        F: Fn(usize) -> [T; K] + Sync,
+    {
+        assert_eq!(disp.len(), self.n_particles(), "readout: displacement array length");
+        assert_eq!(out.len(), disp.len(), "readout: output length");
+        assert_eq!(disp_cot.len(), disp.len(), "readout_and_vjp_pos: cotangent length");
+        let m = self.m;
+        for f in &fields {
+            assert_eq!(f.len(), m * m * m, "readout: mesh length");
+        }
+        let inv_cell = T::of(1.0 / self.cell());
+        out.par_chunks_mut(1024)
+            .zip(disp_cot.par_chunks_mut(1024))
+            .enumerate()
+            .for_each(|(c, (o, dc))| {
+                for (k, (ov, gv)) in o.iter_mut().zip(dc.iter_mut()).enumerate() {
+                    let p = c * 1024 + k;
+                    let st = self.stencil(p, &disp[p], inv_cell);
+                    let vbar = cot(p);
+                    let (dw0, dw1) = (-inv_cell, inv_cell);
+                    let mut acc = [T::zero(); K];
+                    let mut g = [T::zero(); 3];
+                    for (ix, wx, dx) in [(st.i0[0], st.w0[0], dw0), (st.i1[0], st.w1[0], dw1)] {
+                        for (iy, wy, dy) in [(st.i0[1], st.w0[1], dw0), (st.i1[1], st.w1[1], dw1)] {
+                            let row = (ix * m + iy) * m;
+                            let wxy = wx * wy;
+                            let (a, b) = (wxy * st.w0[2], wxy * st.w1[2]);
+                            // Same arithmetic as `readout` for the values (bit-identical forces).
+                            let mut fv = [T::zero(); 2];
+                            for kk in 0..K {
+                                let (f0, f1) = (fields[kk][row + st.i0[2]], fields[kk][row + st.i1[2]]);
+                                acc[kk] += a * f0 + b * f1;
+                                fv[0] += vbar[kk] * f0;
+                                fv[1] += vbar[kk] * f1;
+                            }
+                            for (fz, wz, dz) in [(fv[0], st.w0[2], dw0), (fv[1], st.w1[2], dw1)] {
+                                g[0] += fz * dx * wy * wz;
+                                g[1] += fz * wx * dy * wz;
+                                g[2] += fz * wx * wy * dz;
+                            }
+                        }
+                    }
+                    *ov = acc;
+                    for d in 0..3 {
+                        gv[d] += g[d];
+                    }
+                }
+            });
     }
 
     /// Density contrast δ = ρ/ρ̄ − 1 of unit-mass particles on this CIC's mesh (overwrites `mesh`).

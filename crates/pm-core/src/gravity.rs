@@ -19,14 +19,42 @@
 //!   s̄ += paint_vjp_pos(s; ρ̄)
 //! ```
 //! Cost: 3 forward + 1 inverse FFTs and two paints.
+//!
+//! **Learned correction** (correction.rs, docs/adjoint.md eqs. G4–G6): with a
+//! [`ForceCorrection`] at scale factor a, `DFT(ρ)` is multiplied by the radial filter
+//! `1 + f_θ(|k|, a)` before the kernels (G4). In the VJP the accumulated spectrum
+//! `R = Σ_d −K_d DFT(ḡ_d)/N_p` is multiplied by the same real, even filter (G5), and
+//! `θ̄ += Σ_k Re[DFT(ρ) R*] ∂f_θ/∂θ` (G6), summed per |ν|² and passed to [`ForceCorrection::vjp`].
 
 use crate::cic::{Cic, PaintScratch};
+use crate::correction::ForceCorrection;
 use crate::fft::Fft3;
 use crate::float::{Real, C};
 use crate::mesh::MeshGeom;
 use rayon::prelude::*;
 
 pub use crate::config::Gradient;
+
+/// A learned force correction evaluated at scale factor `a` (see [`ForceCorrection`]).
+#[derive(Clone, Copy)]
+pub struct Corrected<'a> {
+    /// The correction model f_θ(|k|, a).
+    pub model: &'a dyn ForceCorrection,
+    /// Scale factor at which the force is evaluated.
+    pub a: f64,
+}
+
+impl Corrected<'_> {
+    /// A fingerprint of (θ, a) so cached meshes are reused only for the same filter.
+    fn fingerprint(&self) -> u64 {
+        let mut h = self.a.to_bits().wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for v in self.model.params() {
+            h = (h ^ v.to_bits()).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            h ^= h >> 29;
+        }
+        h
+    }
+}
 
 /// PM gravity on an m³ mesh for an n³ particle lattice: plans and k-tables built once.
 pub struct Gravity<T: Real> {
@@ -50,6 +78,10 @@ pub struct GravityWorkspace<T: Real> {
     tmp_k: Vec<C<T>>,
     g: [Vec<T>; 3],
     paint: PaintScratch,
+    /// The filter `1 + f_θ(k_f·sqrt(j), a)` per |ν|² = j (empty without a correction).
+    filter: Vec<T>,
+    /// Filtered spectrum (forward) and the VJP accumulator R (allocated with a correction only).
+    acc_k: Vec<C<T>>,
     /// Checksum of the displacements that `g` and the paint sort belong to (set by `accel`,
     /// cleared when `accel_vjp` overwrites `g`), so the VJP at the same positions reuses them.
     meshes_for: Option<u64>,
@@ -126,6 +158,8 @@ impl<T: Real> Gravity<T> {
             tmp_k: vec![C::default(); nc],
             g: [vec![T::zero(); nr], vec![T::zero(); nr], vec![T::zero(); nr]],
             paint: PaintScratch::default(),
+            filter: Vec::new(),
+            acc_k: Vec::new(),
             meshes_for: None,
         }
     }
@@ -166,23 +200,72 @@ impl<T: Real> Gravity<T> {
             });
     }
 
-    /// Computes `g_d = IDFT[K_d DFT(ρ)]/N_p` into `ws.g` from `ws.rho` (destroyed).
-    fn potential_gradient(&self, ws: &mut GravityWorkspace<T>) {
+    /// Fills `ws.filter` with `1 + f_θ(|k|, a)` per |ν|² (eq. G4).
+    fn fill_filter(&self, corr: &Corrected<'_>, ws: &mut GravityWorkspace<T>) {
+        let k = self.geom.radial_k();
+        let mut f = vec![0.0; k.len()];
+        corr.model.eval(corr.a, &k, &mut f);
+        ws.filter = f.iter().map(|v| T::of(1.0 + v)).collect();
+    }
+
+    /// `out[k] = src[k] · filter[|ν|²]` on the half spectrum (a real, even multiplier).
+    fn apply_filter(&self, filter: &[T], src: &[C<T>], out: &mut [C<T>]) {
+        let (m, mc) = (self.geom.m, self.geom.mc());
+        out.par_chunks_mut(m * mc)
+            .zip(src.par_chunks(m * mc))
+            .enumerate()
+            .for_each(|(ix, (o, s))| {
+                for iy in 0..m {
+                    let b = self.geom.nu2(ix, iy, 0);
+                    for iz in 0..mc {
+                        let f = filter[b + iz * iz];
+                        let v = s[iy * mc + iz];
+                        o[iy * mc + iz] = C::new(v.re * f, v.im * f);
+                    }
+                }
+            });
+    }
+
+    /// Computes `g_d = IDFT[K_d (1 + f) DFT(ρ)]/N_p` into `ws.g` from `ws.rho` (destroyed);
+    /// `ws.rho_k` keeps the unfiltered `DFT(ρ)`.
+    fn potential_gradient(&self, corr: Option<&Corrected<'_>>, ws: &mut GravityWorkspace<T>) {
         self.fft.forward(&mut ws.rho, &mut ws.rho_k);
         let scale = 1.0 / self.n_particles as f64;
+        if let Some(c) = corr {
+            self.fill_filter(c, ws);
+            ws.acc_k.resize(self.geom.n_complex(), C::default());
+            self.apply_filter(&ws.filter, &ws.rho_k, &mut ws.acc_k);
+        }
         for d in 0..3 {
-            self.apply_kernel(d, &ws.rho_k, &mut ws.tmp_k, scale, false);
+            let src = if corr.is_some() { &ws.acc_k } else { &ws.rho_k };
+            self.apply_kernel(d, src, &mut ws.tmp_k, scale, false);
             self.fft.inverse(&mut ws.tmp_k, &mut ws.g[d]);
         }
+    }
+
+    /// Paints `disp` and computes the force meshes, unless `ws` already holds them for the same
+    /// displacements and filter.
+    fn meshes(&self, disp: &[[T; 3]], corr: Option<&Corrected<'_>>, ws: &mut GravityWorkspace<T>) {
+        let fp = fingerprint(disp) ^ corr.map_or(0, |c| c.fingerprint());
+        if ws.meshes_for == Some(fp) {
+            return;
+        }
+        ws.rho.par_iter_mut().for_each(|v| *v = T::zero());
+        self.cic.paint(disp, None, &mut ws.rho, &mut ws.paint);
+        self.potential_gradient(corr, ws);
+        ws.meshes_for = Some(fp);
     }
 
     /// Normalised acceleration `A = −∇∇⁻²δ` at every particle, times `scale`, written to `out`
     /// (units of Mpc/h times `scale`). 1 forward + 3 inverse FFTs.
     pub fn accel(&self, disp: &[[T; 3]], scale: f64, out: &mut [[T; 3]], ws: &mut GravityWorkspace<T>) {
-        ws.rho.par_iter_mut().for_each(|v| *v = T::zero());
-        self.cic.paint(disp, None, &mut ws.rho, &mut ws.paint);
-        self.potential_gradient(ws);
-        ws.meshes_for = Some(fingerprint(disp));
+        self.accel_with(disp, scale, None, out, ws)
+    }
+
+    /// [`Gravity::accel`] with an optional learned correction of the potential (eq. G4).
+    pub fn accel_with(&self, disp: &[[T; 3]], scale: f64, corr: Option<Corrected<'_>>, out: &mut [[T; 3]], ws: &mut GravityWorkspace<T>) {
+        ws.meshes_for = None;
+        self.meshes(disp, corr.as_ref(), ws);
         self.cic.readout(disp, [&ws.g[0][..], &ws.g[1][..], &ws.g[2][..]], out);
         if scale != 1.0 {
             let s = T::of(scale);
@@ -195,27 +278,98 @@ impl<T: Real> Gravity<T> {
     /// [`Gravity::accel`] with this workspace was at the same displacements (checked by a
     /// fingerprint), recomputed otherwise. Nothing else is kept between calls.
     pub fn accel_vjp(&self, disp: &[[T; 3]], scale: f64, accel_cot: &[[T; 3]], disp_cot: &mut [[T; 3]], ws: &mut GravityWorkspace<T>) {
+        self.accel_vjp_with(disp, scale, None, accel_cot, disp_cot, None, ws)
+    }
+
+    /// [`Gravity::accel_vjp`] with an optional learned correction: also adds `(∂(scale·A)/∂θ)ᵀ ā`
+    /// to `param_cot` when given (length `n_params` of the correction; eqs. G5–G6).
+    pub fn accel_vjp_with(
+        &self,
+        disp: &[[T; 3]],
+        scale: f64,
+        corr: Option<Corrected<'_>>,
+        accel_cot: &[[T; 3]],
+        disp_cot: &mut [[T; 3]],
+        param_cot: Option<&mut [f64]>,
+        ws: &mut GravityWorkspace<T>,
+    ) {
         let s = T::of(scale);
-        if ws.meshes_for != Some(fingerprint(disp)) {
-            ws.rho.par_iter_mut().for_each(|v| *v = T::zero());
-            self.cic.paint(disp, None, &mut ws.rho, &mut ws.paint);
-            self.potential_gradient(ws);
-        }
-        ws.meshes_for = None;
-        // Readout position term.
+        self.meshes(disp, corr.as_ref(), ws);
+        // Readout position term (G1).
         self.cic
             .readout_vjp_pos(disp, [&ws.g[0][..], &ws.g[1][..], &ws.g[2][..]], disp_cot, |p| {
                 let a = accel_cot[p];
                 [a[0] * s, a[1] * s, a[2] * s]
             });
-        // Field cotangents ḡ_d = paint(Ā_d), then ρ̄ = Σ_d G_dᵀ ḡ_d = IDFT[Σ_d −K_d DFT(ḡ_d)]/N_p.
+        self.field_vjp(disp, corr, s, accel_cot, disp_cot, param_cot, ws);
+    }
+
+    /// The force at `disp` (into `out`, as [`Gravity::accel_with`] with scale 1) **and** its VJP at
+    /// the same displacements (as [`Gravity::accel_vjp_with`] with `scale`), sharing the plane sort,
+    /// the force meshes and one gather for the acceleration and the readout's position term.
+    /// This is what one backward step of the adjoint needs: the reversed force and the VJP there.
+    pub fn accel_and_vjp(
+        &self,
+        disp: &[[T; 3]],
+        corr: Option<Corrected<'_>>,
+        out: &mut [[T; 3]],
+        scale: f64,
+        accel_cot: &[[T; 3]],
+        disp_cot: &mut [[T; 3]],
+        param_cot: Option<&mut [f64]>,
+        ws: &mut GravityWorkspace<T>,
+    ) {
+        let s = T::of(scale);
+        ws.meshes_for = None;
+        self.meshes(disp, corr.as_ref(), ws);
+        self.cic
+            .readout_and_vjp_pos(disp, [&ws.g[0][..], &ws.g[1][..], &ws.g[2][..]], out, disp_cot, |p| {
+                let a = accel_cot[p];
+                [a[0] * s, a[1] * s, a[2] * s]
+            });
+        self.field_vjp(disp, corr, s, accel_cot, disp_cot, param_cot, ws);
+    }
+
+    /// The field part of the VJP (G2, G3, G5, G6), after the readout's position term: paints
+    /// ḡ_d = paint(s·Ā_d) over the force meshes in `ws.g` (so they are invalid afterwards),
+    /// ρ̄ = IDFT[F · Σ_d −K_d DFT(ḡ_d)]/N_p, θ̄ and the paint's position term.
+    fn field_vjp(
+        &self,
+        disp: &[[T; 3]],
+        corr: Option<Corrected<'_>>,
+        s: T,
+        accel_cot: &[[T; 3]],
+        disp_cot: &mut [[T; 3]],
+        param_cot: Option<&mut [f64]>,
+        ws: &mut GravityWorkspace<T>,
+    ) {
+        ws.meshes_for = None;
+        let [g0, g1, g2] = &mut ws.g;
+        for g in [&mut *g0, &mut *g1, &mut *g2] {
+            g.par_iter_mut().for_each(|v| *v = T::zero());
+        }
+        self.cic
+            .paint_sorted_k(disp, [&mut g0[..], &mut g1[..], &mut g2[..]], &ws.paint, |p| {
+                let a = accel_cot[p];
+                [a[0] * s, a[1] * s, a[2] * s]
+            });
         let scale_t = -1.0 / self.n_particles as f64;
         for d in 0..3 {
-            let gd = &mut ws.g[d];
-            gd.par_iter_mut().for_each(|v| *v = T::zero());
-            self.cic.paint_sorted(disp, gd, &ws.paint, |p| accel_cot[p][d] * s);
-            self.fft.forward(gd, &mut ws.tmp_k);
-            self.apply_kernel(d, &ws.tmp_k, &mut ws.rho_k, scale_t, d > 0);
+            self.fft.forward(&mut ws.g[d], &mut ws.tmp_k);
+            let acc = if corr.is_some() { &mut ws.acc_k } else { &mut ws.rho_k };
+            self.apply_kernel(d, &ws.tmp_k, acc, scale_t, d > 0);
+        }
+        if let Some(c) = corr {
+            if let Some(pc) = param_cot {
+                // eq. G6: per-|ν|² sums of Re[DFT(ρ) R*], then the model's own VJP.
+                let (rk, ak) = (&ws.rho_k, &ws.acc_k);
+                let cot = self
+                    .geom
+                    .radial_sum(|i| rk[i].re.f64() * ak[i].re.f64() + rk[i].im.f64() * ak[i].im.f64());
+                c.model.vjp(c.a, &self.geom.radial_k(), &cot, pc);
+            }
+            // eq. G5: R ← (1 + f) R, then ρ̄ = IDFT[R].
+            self.apply_filter(&ws.filter, &ws.acc_k, &mut ws.rho_k);
         }
         self.fft.inverse(&mut ws.rho_k, &mut ws.rho);
         self.cic.paint_vjp_pos(disp, None, &ws.rho, disp_cot);
@@ -247,7 +401,7 @@ mod tests {
             let ph: f64 = (0..3).map(|d| kv[d] * x[d]).sum();
             ws.rho[c] = np / (m * m * m) as f64 * (1.0 + eps * ph.cos());
         }
-        grav.potential_gradient(&mut ws);
+        grav.potential_gradient(None, &mut ws);
         let mut err = 0.0f64;
         for c in 0..m * m * m {
             let x = pos(c);
@@ -352,6 +506,88 @@ mod tests {
                 grav.accel_vjp(&disp, 1.7, &abar, &mut grad3, &mut ws);
                 assert!(same_bits(&grad, &grad3));
             }
+        }
+    }
+
+    #[test]
+    fn corrected_accel_vjp_matches_finite_differences() {
+        use crate::correction::SplineCorrection;
+        let (n, m, l) = (4usize, 8usize, 20.0);
+        let kmax = std::f64::consts::PI * m as f64 / l * 3f64.sqrt();
+        let mut model = SplineCorrection::new(5, 2, kmax, (0.1, 1.0)).unwrap();
+        let theta: Vec<f64> = (0..10).map(|i| 0.2 * ((i * 5 % 7) as f64 - 3.0)).collect();
+        model.set_params(&theta).unwrap();
+        let a = 0.6;
+        for kernel in [Gradient::Spectral, Gradient::Fd4] {
+            let grav = Gravity::<f64>::new(n, m, l, kernel);
+            let disp = rand_disp::<f64>(n, 3.0, 7);
+            let abar = rand_disp::<f64>(n, 1.0, 8);
+            let force = |s: &[[f64; 3]], mdl: &SplineCorrection| {
+                let mut out = vec![[0.0; 3]; n * n * n];
+                let c = Corrected { model: mdl, a };
+                grav.accel_with(s, 1.3, Some(c), &mut out, &mut grav.workspace());
+                dot3(&out, &abar)
+            };
+            let mut grad = vec![[0.0; 3]; n * n * n];
+            let mut pgrad = vec![0.0; 10];
+            let mut ws = grav.workspace();
+            let c = Corrected { model: &model, a };
+            grav.accel_with(&disp, 1.3, Some(c), &mut vec![[0.0; 3]; n * n * n], &mut ws);
+            grav.accel_vjp_with(&disp, 1.3, Some(c), &abar, &mut grad, Some(&mut pgrad), &mut ws);
+            fd_check(&|s: &[[f64; 3]]| force(s, &model), &disp, &grad, 1e-6, 9);
+            for j in 0..10 {
+                let eps = 1e-6;
+                let f = |sign: f64| {
+                    let mut t = theta.clone();
+                    t[j] += sign * eps;
+                    let mut mj = model.clone();
+                    mj.set_params(&t).unwrap();
+                    force(&disp, &mj)
+                };
+                let fd = (f(1.0) - f(-1.0)) / (2.0 * eps);
+                let scale = pgrad.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+                assert!(
+                    (fd - pgrad[j]).abs() < 1e-6 * scale,
+                    "{kernel:?} θ{j}: fd {fd:.10e} vjp {:.10e}",
+                    pgrad[j]
+                );
+            }
+            // θ = 0 is plain PM, bit for bit.
+            let zero = SplineCorrection::new(5, 2, kmax, (0.1, 1.0)).unwrap();
+            let mut o1 = vec![[0.0; 3]; n * n * n];
+            let mut o2 = vec![[0.0; 3]; n * n * n];
+            grav.accel(&disp, 1.0, &mut o1, &mut grav.workspace());
+            grav.accel_with(&disp, 1.0, Some(Corrected { model: &zero, a }), &mut o2, &mut grav.workspace());
+            assert!(same_bits(&o1, &o2));
+        }
+    }
+
+    #[test]
+    fn fused_force_and_vjp_equal_the_separate_calls() {
+        use crate::correction::SplineCorrection;
+        let (n, m, l) = (8usize, 16usize, 40.0);
+        let mut model = SplineCorrection::new(4, 2, 2.0, (0.1, 1.0)).unwrap();
+        model.set_params(&[0.1, -0.2, 0.3, 0.05, -0.1, 0.2, 0.0, 0.4]).unwrap();
+        let grav = Gravity::<f64>::new(n, m, l, Gradient::Spectral);
+        let disp = rand_disp::<f64>(n, 3.0, 17);
+        let abar = rand_disp::<f64>(n, 1.0, 18);
+        for corr in [None, Some(Corrected { model: &model, a: 0.4 })] {
+            let (mut a1, mut a2) = (vec![[0.0; 3]; n * n * n], vec![[0.0; 3]; n * n * n]);
+            let (mut g1, mut g2) = (vec![[0.0; 3]; n * n * n], vec![[0.0; 3]; n * n * n]);
+            let (mut t1, mut t2) = (vec![0.0; 8], vec![0.0; 8]);
+            let mut ws = grav.workspace();
+            grav.accel_with(&disp, 1.0, corr, &mut a1, &mut ws);
+            grav.accel_vjp_with(&disp, 0.7, corr, &abar, &mut g1, Some(&mut t1), &mut ws);
+            grav.accel_and_vjp(&disp, corr, &mut a2, 0.7, &abar, &mut g2, Some(&mut t2), &mut grav.workspace());
+            assert!(same_bits(&a1, &a2), "forces differ");
+            let err = g1
+                .iter()
+                .flatten()
+                .zip(g2.iter().flatten())
+                .fold(0.0f64, |e, (x, y)| e.max((x - y).abs()));
+            let scale = g1.iter().flatten().fold(0.0f64, |e, x| e.max(x.abs()));
+            assert!(err < 1e-13 * scale, "VJPs differ by {err:.3e} (scale {scale:.3e})");
+            assert!(t1.iter().zip(&t2).all(|(x, y)| (x - y).abs() <= 1e-13 * x.abs().max(1e-300)));
         }
     }
 

@@ -48,6 +48,7 @@
 
 pub mod cic;
 pub mod config;
+pub mod correction;
 pub mod cosmology;
 pub mod error;
 pub mod fft;

@@ -14,6 +14,12 @@ use crate::sim::{Simulation, State};
 pub trait Loss<T: Real> {
     /// Returns L(state) and **adds** ∂L/∂s to `disp_cot` and ∂L/∂p to `mom_cot`.
     fn value_and_cot(&self, sim: &Simulation<T>, state: &State<T>, disp_cot: &mut [[T; 3]], mom_cot: &mut [[T; 3]]) -> f64;
+
+    /// L(state) alone (the default calls [`Loss::value_and_cot`] on scratch cotangents).
+    fn value(&self, sim: &Simulation<T>, state: &State<T>) -> f64 {
+        let n = state.disp.len();
+        self.value_and_cot(sim, state, &mut vec![[T::zero(); 3]; n], &mut vec![[T::zero(); 3]; n])
+    }
 }
 
 /// Mean squared difference between the final CIC density contrast on the force mesh and a

@@ -65,6 +65,49 @@ impl MeshGeom {
     pub fn kz_of(&self, i: usize) -> f64 {
         self.kf() * i as f64
     }
+    /// Largest squared integer frequency |ν|² = ν_x² + ν_y² + ν_z² on the mesh: 3·⌊m/2⌋².
+    pub fn nu2_max(&self) -> usize {
+        3 * (self.m / 2) * (self.m / 2)
+    }
+    /// Squared integer frequency |ν|² of the half-spectrum mode `(ix, iy, iz)`.
+    #[inline]
+    pub fn nu2(&self, ix: usize, iy: usize, iz: usize) -> usize {
+        (self.freq[ix] * self.freq[ix] + self.freq[iy] * self.freq[iy]) as usize + iz * iz
+    }
+    /// Wavenumbers (h/Mpc) `k_f·sqrt(j)` of the radial bins j = 0 ..= [`MeshGeom::nu2_max`] used by
+    /// [`MeshGeom::radial_sum`].
+    pub fn radial_k(&self) -> Vec<f64> {
+        (0..=self.nu2_max()).map(|j| self.kf() * (j as f64).sqrt()).collect()
+    }
+    /// Sums `hermitian_weight(iz) · value(flat half-spectrum index)` over every mode of the half
+    /// spectrum into bins of equal |ν|² (length `nu2_max + 1`), i.e. the sum over the full
+    /// spectrum for a Hermitian quantity. The reduction order is fixed (16 slabs of kx planes
+    /// summed in order), so the result is bit-identical for any thread count.
+    pub fn radial_sum(&self, value: impl Fn(usize) -> f64 + Sync) -> Vec<f64> {
+        use rayon::prelude::*;
+        let (m, mc) = (self.m, self.mc());
+        let slabs = 16usize.min(m);
+        let parts: Vec<Vec<f64>> = (0..slabs)
+            .into_par_iter()
+            .map(|s| {
+                let mut acc = vec![0.0f64; self.nu2_max() + 1];
+                for ix in (s * m / slabs)..((s + 1) * m / slabs) {
+                    for iy in 0..m {
+                        for iz in 0..mc {
+                            let idx = (ix * m + iy) * mc + iz;
+                            acc[self.nu2(ix, iy, iz)] += self.hermitian_weight(iz) * value(idx);
+                        }
+                    }
+                }
+                acc
+            })
+            .collect();
+        let mut tot = vec![0.0f64; self.nu2_max() + 1];
+        for p in &parts {
+            tot.iter_mut().zip(p).for_each(|(t, v)| *t += v);
+        }
+        tot
+    }
     /// Hermitian weight of half-axis index `kz`: 1 for kz = 0 and (even m) kz = m/2, else 2.
     /// Sums over the half spectrum with this weight equal sums over the full spectrum.
     #[inline]

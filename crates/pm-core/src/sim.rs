@@ -9,11 +9,12 @@
 //! is bit-identical for any number of threads.
 
 use crate::config::{Config, TransferChoice};
+use crate::correction::ForceCorrection;
 use crate::cosmology::Cosmology;
 use crate::error::{Error, Result};
 use crate::fft::Fft3;
 use crate::float::Real;
-use crate::gravity::{Gravity, GravityWorkspace};
+use crate::gravity::{Corrected, Gravity, GravityWorkspace};
 use crate::growth::Growth;
 use crate::leapfrog::{drift, kick, midpoint, step_boundaries, Stepper};
 use crate::linear::{LinearPower, PowerTable, Transfer};
@@ -58,11 +59,13 @@ pub struct Simulation<T: Real> {
     config: Config,
     cosmo: Cosmology,
     linear: LinearPower,
+    transfer: Transfer,
     stepper: Stepper,
     gravity: Gravity<T>,
     ws: GravityWorkspace<T>,
     lattice: MeshGeom,
     fft_lattice: Fft3<T>,
+    correction: Option<Box<dyn ForceCorrection>>,
 }
 
 impl<T: Real> Simulation<T> {
@@ -78,7 +81,7 @@ impl<T: Real> Simulation<T> {
             TransferChoice::EisensteinHuNoWiggle => Transfer::EisensteinHuNoWiggle,
             TransferChoice::File(path) => Transfer::Table(PowerTable::from_file(path)?),
         };
-        let linear = LinearPower::new(&cosmo, transfer, &growth)?;
+        let linear = LinearPower::new(&cosmo, transfer.clone(), &growth)?;
         let b = &config.box_;
         let gravity = Gravity::new(b.particles, b.mesh, b.size, config.force.gradient);
         let ws = gravity.workspace();
@@ -87,10 +90,12 @@ impl<T: Real> Simulation<T> {
             stepper: Stepper::new(growth, cosmo.omega_m),
             cosmo,
             linear,
+            transfer,
             gravity,
             ws,
             lattice: MeshGeom::new(b.particles, b.size),
             fft_lattice: Fft3::new(b.particles),
+            correction: None,
         })
     }
 
@@ -110,6 +115,10 @@ impl<T: Real> Simulation<T> {
     pub fn linear_power(&self) -> &LinearPower {
         &self.linear
     }
+    /// Where the shape of the linear power spectrum comes from (`cosmology.transfer`).
+    pub fn transfer(&self) -> &Transfer {
+        &self.transfer
+    }
     /// PM gravity (mesh geometry, CIC, FFT plan).
     pub fn gravity(&self) -> &Gravity<T> {
         &self.gravity
@@ -117,6 +126,35 @@ impl<T: Real> Simulation<T> {
     /// Linear P(k, a) = P_L(k)·D₁(a)² in (Mpc/h)³.
     pub fn p_linear(&self, k: f64, a: f64) -> f64 {
         self.linear.p(k) * self.growth().d1(a).powi(2)
+    }
+
+    /// Installs (or with `None` removes) a learned correction of the PM force (correction.rs):
+    /// every force evaluation at scale factor a then uses the potential filter `1 + f_θ(|k|, a)`.
+    pub fn set_force_correction(&mut self, model: Option<Box<dyn ForceCorrection>>) {
+        self.correction = model;
+    }
+    /// The installed force correction, if any.
+    pub fn force_correction(&self) -> Option<&dyn ForceCorrection> {
+        self.correction.as_deref()
+    }
+    /// The installed force correction, mutably (e.g. to update θ between optimiser steps).
+    pub fn force_correction_mut(&mut self) -> Option<&mut (dyn ForceCorrection + 'static)> {
+        self.correction.as_deref_mut()
+    }
+
+    /// Evaluates the force at `disp` and scale factor `a` into `out` (with the correction, if any).
+    fn force(&mut self, disp: &[[T; 3]], a: f64, out: &mut [[T; 3]]) {
+        let corr = self.correction.as_deref().map(|model| Corrected { model, a });
+        self.gravity.accel_with(disp, 1.0, corr, out, &mut self.ws);
+    }
+
+    /// Recomputes `state.accel` from `state.disp` at `state.a` (after the positions were replaced,
+    /// e.g. from a checkpoint).
+    pub fn refresh_accel(&mut self, state: &mut State<T>) {
+        let mut acc = std::mem::take(&mut state.accel);
+        acc.resize(state.disp.len(), [T::zero(); 3]);
+        self.force(&state.disp, state.a, &mut acc);
+        state.accel = acc;
     }
 
     /// The white noise of `run.seed` on the particle grid (n³, C order).
@@ -189,9 +227,14 @@ impl<T: Real> Simulation<T> {
                 p[d] = p1 * a1 + p2 * a2;
             }
         });
-        let mut accel = vec![[T::zero(); 3]; np];
-        self.gravity.accel(&disp, 1.0, &mut accel, &mut self.ws);
-        Ok(State { a, disp, mom, accel })
+        let mut state = State {
+            a,
+            disp,
+            mom,
+            accel: Vec::new(),
+        };
+        self.refresh_accel(&mut state);
+        Ok(state)
     }
 
     /// Step boundaries (scale factors) of the configured run, snapshots included.
@@ -216,7 +259,7 @@ impl<T: Real> Simulation<T> {
         let (k1, dr, k2) = self.step_factors(state.a, a1);
         kick(&mut state.mom, &state.accel, k1);
         drift(&mut state.disp, &state.mom, dr);
-        self.gravity.accel(&state.disp, 1.0, &mut state.accel, &mut self.ws);
+        self.force(&state.disp, a1, &mut state.accel);
         kick(&mut state.mom, &state.accel, k2);
         state.a = a1;
     }
@@ -227,15 +270,56 @@ impl<T: Real> Simulation<T> {
         let (k1, dr, k2) = self.step_factors(a0, state.a);
         kick(&mut state.mom, &state.accel, -k2);
         drift(&mut state.disp, &state.mom, -dr);
-        self.gravity.accel(&state.disp, 1.0, &mut state.accel, &mut self.ws);
+        self.force(&state.disp, a0, &mut state.accel);
         kick(&mut state.mom, &state.accel, -k1);
         state.a = a0;
     }
 
-    /// Adds `scale · (∂A/∂s)ᵀ ā` to `disp_cot` at displacements `disp` (the gravity VJP with this
-    /// simulation's scratch).
-    pub fn accel_vjp(&mut self, disp: &[[T; 3]], scale: f64, accel_cot: &[[T; 3]], disp_cot: &mut [[T; 3]]) {
-        self.gravity.accel_vjp(disp, scale, accel_cot, disp_cot, &mut self.ws);
+    /// [`Simulation::step_back`] fused with the gravity VJP at the earlier positions: the force
+    /// evaluation at `a0` also adds `scale · (∂A/∂s)ᵀ ā` to `disp_cot` (and the θ̄ term to
+    /// `param_cot`), as [`Simulation::accel_vjp`] there would, sharing the paint and the meshes.
+    pub fn step_back_with_vjp(
+        &mut self,
+        state: &mut State<T>,
+        a0: f64,
+        scale: f64,
+        accel_cot: &[[T; 3]],
+        disp_cot: &mut [[T; 3]],
+        param_cot: Option<&mut [f64]>,
+    ) {
+        let (k1, dr, k2) = self.step_factors(a0, state.a);
+        kick(&mut state.mom, &state.accel, -k2);
+        drift(&mut state.disp, &state.mom, -dr);
+        let corr = self.correction.as_deref().map(|model| Corrected { model, a: a0 });
+        self.gravity.accel_and_vjp(
+            &state.disp,
+            corr,
+            &mut state.accel,
+            scale,
+            accel_cot,
+            disp_cot,
+            param_cot,
+            &mut self.ws,
+        );
+        kick(&mut state.mom, &state.accel, -k1);
+        state.a = a0;
+    }
+
+    /// Adds `scale · (∂A/∂s)ᵀ ā` to `disp_cot` for the force at displacements `disp` and scale
+    /// factor `a` (the gravity VJP with this simulation's scratch and force correction), and, when
+    /// `param_cot` is given and a correction is installed, `scale · (∂A/∂θ)ᵀ ā` to it.
+    pub fn accel_vjp(
+        &mut self,
+        disp: &[[T; 3]],
+        a: f64,
+        scale: f64,
+        accel_cot: &[[T; 3]],
+        disp_cot: &mut [[T; 3]],
+        param_cot: Option<&mut [f64]>,
+    ) {
+        let corr = self.correction.as_deref().map(|model| Corrected { model, a });
+        self.gravity
+            .accel_vjp_with(disp, scale, corr, accel_cot, disp_cot, param_cot, &mut self.ws);
     }
 
     /// Runs `state` from its scale factor through every step boundary to `time.a_stop`, calling

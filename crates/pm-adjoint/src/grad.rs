@@ -1,0 +1,494 @@
+//! The reverse-time adjoint loop and the `value_and_grad` API (docs/adjoint.md §R, eqs. R1–R9).
+
+use crate::cosmo::{cosmology_gradient, ScalarCots};
+use crate::objective::Objective;
+use pm_core::cosmology::Cosmology;
+use pm_core::error::{Error, Result};
+use pm_core::float::Real;
+use pm_core::lpt::{lpt_fields, lpt_vjp, LptOrder};
+use pm_core::noise::linear_field;
+use pm_core::sim::{Simulation, State};
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// How the backward pass recovers the primal trajectory (docs/adjoint.md eq. R7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recover {
+    /// Integrate the leapfrog backwards from the final state: O(1) memory in the number of steps;
+    /// the reversal error grows with the number of steps (rounding only).
+    #[default]
+    Reverse,
+    /// Also store (s, p) every `every` steps in the forward pass and restart the reverse
+    /// integration from each stored state: the reversal error accumulates over at most `every`
+    /// steps; memory grows as (steps / every) particle states.
+    Checkpoint {
+        /// Steps between stored states (≥ 1).
+        every: usize,
+    },
+}
+
+/// What [`value_and_grad`] computes and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GradOptions {
+    /// How the primal is recovered in the backward pass.
+    pub recover: Recover,
+    /// Whether to compute ∂L/∂(cosmological parameters) (cheap: a few dot products per step and
+    /// the forward-mode growth tables; off saves building them).
+    pub cosmology: bool,
+}
+
+impl Default for GradOptions {
+    fn default() -> Self {
+        GradOptions {
+            recover: Recover::Reverse,
+            cosmology: true,
+        }
+    }
+}
+
+/// The loss and its gradients, with physical names.
+#[derive(Clone, Debug)]
+pub struct Gradients<T: Real> {
+    /// The loss value (from the forward pass).
+    pub loss: f64,
+    /// ∂L/∂w, same shape and order as the white noise (n³, C order).
+    pub white_noise: Vec<T>,
+    /// ∂L/∂(each cosmological parameter), as a [`Cosmology`] whose fields hold the derivatives
+    /// (`cosmology.omega_m` = ∂L/∂Ω_m, …; `sigma8` or `a_s` as normalised; Ω_m at fixed Ω_k).
+    /// `None` when not requested.
+    pub cosmology: Option<Cosmology>,
+    /// ∂L/∂θ of the installed force correction (empty without one).
+    pub force_params: Vec<f64>,
+    /// How well the backward pass recovered the forward states: the largest of
+    /// ‖s(reverse) − s‖/‖s‖ and ‖p(reverse) − p‖/‖p‖ at a_start (pure reversal) or at every
+    /// checkpoint before it is restored.
+    pub reversal_error: f64,
+    /// Wall-clock seconds of the forward pass.
+    pub forward_seconds: f64,
+    /// Wall-clock seconds of the backward pass.
+    pub backward_seconds: f64,
+}
+
+/// Relative L2 distance between two particle arrays, in f64.
+pub(crate) fn rel_dist<T: Real>(a: &[[T; 3]], b: &[[T; 3]]) -> f64 {
+    let (num, den) = a
+        .par_chunks(4096)
+        .zip(b.par_chunks(4096))
+        .map(|(x, y)| {
+            let (mut n, mut d) = (0.0f64, 0.0f64);
+            for (u, v) in x.iter().zip(y) {
+                for c in 0..3 {
+                    n += (u[c].f64() - v[c].f64()).powi(2);
+                    d += v[c].f64().powi(2);
+                }
+            }
+            (n, d)
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold((0.0, 0.0), |acc, v| (acc.0 + v.0, acc.1 + v.1));
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+/// ⟨a, b⟩ over particles in f64, reduced in a fixed order (thread-count independent).
+pub(crate) fn dot3<T: Real>(a: &[[T; 3]], b: &[[T; 3]]) -> f64 {
+    a.par_chunks(4096)
+        .zip(b.par_chunks(4096))
+        .map(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .map(|(u, v)| (0..3).map(|c| u[c].f64() * v[c].f64()).sum::<f64>())
+                .sum::<f64>()
+        })
+        .collect::<Vec<f64>>()
+        .into_iter()
+        .sum()
+}
+
+fn check_finite<T: Real>(s: &State<T>) -> Result<()> {
+    if s.disp.par_iter().chain(s.mom.par_iter()).any(|v| v.iter().any(|x| !x.is_finite())) {
+        return Err(Error::NonFinite {
+            what: "particle state".into(),
+            detail: format!("at a = {}; check the cosmology and time-step settings", s.a),
+        });
+    }
+    Ok(())
+}
+
+fn check_differentiable<T: Real>(sim: &Simulation<T>) -> Result<()> {
+    if sim.config().run.fixed_amplitude {
+        return Err(Error::invalid(
+            "run.fixed_amplitude",
+            true,
+            "false: fixed-amplitude modes are not a differentiable function of the white noise",
+        ));
+    }
+    Ok(())
+}
+
+/// The objective of the configured simulation run from white noise `w`, forward only (e.g. for
+/// finite-difference checks of [`value_and_grad`]).
+pub fn loss_value<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Objective<'_, T>) -> Result<f64> {
+    let bounds = sim.boundaries();
+    let terms = objective.per_boundary(&bounds)?;
+    let mut state = sim.initial_conditions(w.to_vec())?;
+    let mut value: f64 = terms[0].iter().map(|l| l.value(sim, &state)).sum();
+    for (j, &a1) in bounds.iter().enumerate().skip(1) {
+        sim.step(&mut state, a1);
+        if !terms[j].is_empty() {
+            check_finite(&state)?;
+            value += terms[j].iter().map(|l| l.value(sim, &state)).sum::<f64>();
+        }
+    }
+    Ok(value)
+}
+
+/// Runs the configured simulation from white noise `w` (n³, C order) and returns the objective and
+/// its gradients with respect to the white noise, the cosmological parameters and the installed
+/// force correction's parameters, by the reverse-time adjoint (docs/adjoint.md §R).
+///
+/// Memory: a fixed number of particle arrays and meshes, independent of the number of steps
+/// ([`Recover::Reverse`]), plus one stored state per `every` steps with [`Recover::Checkpoint`].
+///
+/// Errors: a white noise of the wrong length or with NaN ([`Error::Shape`], [`Error::NonFinite`]),
+/// `run.fixed_amplitude = true`, a loss time that is not a step boundary, a checkpoint interval of
+/// 0, or a run that goes non-finite.
+pub fn value_and_grad<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Objective<'_, T>, opts: &GradOptions) -> Result<Gradients<T>> {
+    check_differentiable(sim)?;
+    let every = match opts.recover {
+        Recover::Reverse => usize::MAX,
+        Recover::Checkpoint { every: 0 } => {
+            return Err(Error::invalid("checkpoint every", 0, "at least 1 step between checkpoints"));
+        }
+        Recover::Checkpoint { every } => every,
+    };
+    let bounds = sim.boundaries();
+    let terms = objective.per_boundary(&bounds)?;
+    let nsteps = bounds.len() - 1;
+    let t0 = Instant::now();
+
+    // ---- Forward (R1): keep the running state, the initial state and the checkpoints. ----
+    let dk = sim.linear_modes(w)?;
+    let mut state = sim.initial_conditions(w.to_vec())?;
+    let mut stored: Vec<Option<(Vec<[T; 3]>, Vec<[T; 3]>)>> = vec![None; nsteps + 1];
+    stored[0] = Some((state.disp.clone(), state.mom.clone()));
+    let mut value: f64 = terms[0].iter().map(|l| l.value(sim, &state)).sum();
+    for j in 1..=nsteps {
+        sim.step(&mut state, bounds[j]);
+        if j < nsteps && j % every == 0 {
+            stored[j] = Some((state.disp.clone(), state.mom.clone()));
+        }
+        if !terms[j].is_empty() && j < nsteps {
+            check_finite(&state)?;
+            value += terms[j].iter().map(|l| l.value(sim, &state)).sum::<f64>();
+        }
+    }
+    check_finite(&state)?;
+    // (The final terms' value is added in the backward pass, with their cotangents.)
+    let forward_seconds = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+
+    // ---- Backward (R2–R4, R6–R8) ----
+    let np = state.disp.len();
+    let mut s_bar = vec![[T::zero(); 3]; np];
+    let mut p_bar = vec![[T::zero(); 3]; np];
+    let n_theta = sim.force_correction().map_or(0, |c| c.n_params());
+    let mut theta_bar = vec![0.0f64; n_theta];
+    let factors: Vec<(f64, f64, f64)> = (0..nsteps).map(|i| sim.step_factors(bounds[i], bounds[i + 1])).collect();
+    let mut cots = ScalarCots::new(nsteps);
+    let mut reversal_error = 0.0f64;
+    // Boundary N: the final losses (R6), then the last half kick's VJP (R2). The final state's
+    // value is exact here; the meshes of the forward's last force are reused.
+    value += terms[nsteps]
+        .iter()
+        .map(|l| l.value_and_cot(sim, &state, &mut s_bar, &mut p_bar))
+        .sum::<f64>();
+    cots.k2[nsteps - 1] += dot3(&p_bar, &state.accel);
+    sim.accel_vjp(
+        &state.disp,
+        bounds[nsteps],
+        factors[nsteps - 1].2,
+        &p_bar,
+        &mut s_bar,
+        Some(&mut theta_bar),
+    );
+    for j in (1..=nsteps).rev() {
+        // The state is at boundary j and every VJP at s_j is done. Step i = j − 1 backwards.
+        let i = j - 1;
+        let (k1, dr, k2) = factors[i];
+        // Drift of step i (L2, R9): s_j = s_i + Δ p', p' = p_j − K2ᵢ A(s_j).
+        cots.drift[i] += dot3(&s_bar, &state.mom) - k2 * dot3(&s_bar, &state.accel);
+        let dr_t = T::of(dr);
+        p_bar
+            .par_iter_mut()
+            .zip(s_bar.par_iter())
+            .for_each(|(p, s)| (0..3).for_each(|d| p[d] += dr_t * s[d]));
+        // The half kicks that meet at s_i share the force A(s_i) and, unless a loss term at i
+        // changes p̄ between them, one VJP (R4; split as in R8 otherwise).
+        let split = !terms[i].is_empty();
+        let k2_prev = if i > 0 { factors[i - 1].2 } else { 0.0 };
+        let coef = k1 + if split { 0.0 } else { k2_prev };
+        let (a_i, theta) = (bounds[i], Some(&mut theta_bar[..]));
+        if let Some((s, p)) = stored[i].take() {
+            // Checkpoint restart (R7): measure the reversal error, continue from the stored state
+            // (at a_start this also hands the exact initial state to the last VJPs).
+            sim.step_back(&mut state, a_i);
+            reversal_error = reversal_error.max(rel_dist(&state.disp, &s).max(rel_dist(&state.mom, &p)));
+            (state.disp, state.mom) = (s, p);
+            sim.refresh_accel(&mut state);
+            sim.accel_vjp(&state.disp, a_i, coef, &p_bar, &mut s_bar, theta);
+        } else {
+            // Reversal and VJP at the same positions, fused (one paint, one set of meshes).
+            sim.step_back_with_vjp(&mut state, a_i, coef, &p_bar, &mut s_bar, theta);
+        }
+        let c = dot3(&p_bar, &state.accel);
+        cots.k1[i] += c;
+        if split {
+            // R6: cotangents at the recovered state (the values were taken in the forward pass).
+            for l in &terms[i] {
+                l.value_and_cot(sim, &state, &mut s_bar, &mut p_bar);
+            }
+            if i > 0 {
+                cots.k2[i - 1] += dot3(&p_bar, &state.accel);
+                sim.accel_vjp(&state.disp, a_i, k2_prev, &p_bar, &mut s_bar, Some(&mut theta_bar));
+            }
+        } else if i > 0 {
+            cots.k2[i - 1] += c;
+        }
+    }
+
+    // ---- Initial conditions (R5, R9): s₀ = D₁s₁ + D₂s₂, p₀ = g_p s₁ + g_p2 s₂. ----
+    let a0 = bounds[0];
+    let g = sim.growth();
+    let (d1, d2, gp, gp2) = (g.d1(a0), g.d2(a0), g.gp(a0), g.gp2(a0));
+    let order = sim.config().time.lpt;
+    let fields = opts.cosmology.then(|| lpt_fields(&dk, sim.lattice(), sim.fft_lattice(), order));
+    if let Some(f) = &fields {
+        cots.d1 = dot3(&s_bar, &f.s1);
+        cots.gp = dot3(&p_bar, &f.s1);
+        if let Some(s2) = &f.s2 {
+            cots.d2 = dot3(&s_bar, s2);
+            cots.gp2 = dot3(&p_bar, s2);
+        }
+    }
+    drop(fields);
+    let comb = |c1: f64, c2: f64| -> Vec<[T; 3]> {
+        let (c1, c2) = (T::of(c1), T::of(c2));
+        s_bar
+            .par_iter()
+            .zip(p_bar.par_iter())
+            .map(|(s, p)| std::array::from_fn(|d| c1 * s[d] + c2 * p[d]))
+            .collect()
+    };
+    let s1_bar = comb(d1, gp);
+    let s2_bar = (order == LptOrder::Two).then(|| comb(d2, gp2));
+    let mut delta_bar = lpt_vjp(&dk, sim.lattice(), sim.fft_lattice(), &s1_bar, s2_bar.as_deref());
+    if opts.cosmology {
+        cots.power = crate::cosmo::power_cot(sim, &dk, &delta_bar);
+    }
+    // Linear modes: a symmetric real operator (noise.rs); the pairing sign is applied once here.
+    let lin = sim.linear_power();
+    let mut wbar = linear_field(&mut delta_bar, sim.lattice(), sim.fft_lattice(), &|k| lin.p(k));
+    if sim.config().run.paired {
+        wbar.par_iter_mut().for_each(|v| *v = -*v);
+    }
+    let cosmology = if opts.cosmology {
+        Some(cosmology_gradient(sim, &bounds, &cots)?)
+    } else {
+        None
+    };
+    Ok(Gradients {
+        loss: value,
+        white_noise: wbar,
+        cosmology,
+        force_params: theta_bar,
+        reversal_error,
+        forward_seconds,
+        backward_seconds: t1.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pm_core::config::{Config, LptOrder};
+    use pm_core::correction::{ForceCorrection, SplineCorrection};
+    use pm_core::loss::{FieldMse, Loss};
+    use pm_core::testing::{dot, rand_disp, rand_field};
+
+    fn small(lpt: LptOrder, steps: usize) -> Config {
+        let mut c = Config::default();
+        (c.box_.particles, c.box_.mesh, c.box_.size) = (8, 16, 64.0);
+        c.time.steps = steps;
+        c.time.lpt = lpt;
+        c
+    }
+
+    /// A loss linear in the momenta, L = Σ_p ⟨v_p, p_p⟩, to exercise momentum cotangents.
+    struct MomentumProbe(Vec<[f64; 3]>);
+    impl Loss<f64> for MomentumProbe {
+        fn value_and_cot(&self, _: &Simulation<f64>, st: &State<f64>, _: &mut [[f64; 3]], mom_cot: &mut [[f64; 3]]) -> f64 {
+            for (c, v) in mom_cot.iter_mut().zip(&self.0) {
+                (0..3).for_each(|d| c[d] += v[d]);
+            }
+            dot3(&st.mom, &self.0)
+        }
+    }
+
+    fn grad(c: &Config, w: &[f64], obj: &Objective<'_, f64>, opts: &GradOptions) -> Gradients<f64> {
+        value_and_grad(&mut Simulation::<f64>::new(c).unwrap(), w, obj, opts).unwrap()
+    }
+
+    /// Central difference of the objective along `dir` in the white noise.
+    fn fd_w(c: &Config, w: &[f64], obj: &Objective<'_, f64>, dir: &[f64], eps: f64) -> f64 {
+        let at = |s: f64| {
+            let x: Vec<f64> = w.iter().zip(dir).map(|(a, b)| a + s * eps * b).collect();
+            loss_value(&mut Simulation::<f64>::new(c).unwrap(), &x, obj).unwrap()
+        };
+        (at(1.0) - at(-1.0)) / (2.0 * eps)
+    }
+
+    fn rel(a: f64, b: f64) -> f64 {
+        (a - b).abs() / a.abs().max(b.abs())
+    }
+
+    #[test]
+    fn white_noise_gradient_matches_finite_differences() {
+        for (lpt, steps, paired) in [(LptOrder::One, 3, false), (LptOrder::Two, 5, false), (LptOrder::Two, 2, true)] {
+            let mut c = small(lpt, steps);
+            c.run.paired = paired;
+            let w = Simulation::<f64>::new(&c).unwrap().white_noise();
+            let m = c.box_.mesh;
+            let target = FieldMse::new(Some(rand_field::<f64>(m * m * m, 3))).unwrap();
+            let obj = Objective::final_state(&target);
+            let g = grad(&c, &w, &obj, &GradOptions::default());
+            assert!(g.reversal_error < 1e-11, "reversal error {:.3e}", g.reversal_error);
+            let v = loss_value(&mut Simulation::<f64>::new(&c).unwrap(), &w, &obj).unwrap();
+            assert!((g.loss - v).abs() < 1e-12 * g.loss);
+            for seed in [11u64, 12] {
+                let dir = rand_field::<f64>(w.len(), seed);
+                let (fd, an) = (fd_w(&c, &w, &obj, &dir, 1e-6), dot(&g.white_noise, &dir));
+                assert!(
+                    rel(fd, an) < 1e-6,
+                    "{lpt:?} {steps} steps paired {paired}: fd {fd:.10e} vs {an:.10e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn losses_at_snapshots_and_on_momenta() {
+        // L = field MSE at a = 0.5 + momentum probe at a = 0.5 and at a_stop + field MSE at a_start:
+        // cotangents injected mid-sweep, on positions and momenta (the split VJP of eq. R8).
+        let mut c = small(LptOrder::Two, 4);
+        c.time.snapshots = vec![0.5];
+        let w = Simulation::<f64>::new(&c).unwrap().white_noise();
+        let m = c.box_.mesh;
+        let mse = FieldMse::new(Some(rand_field::<f64>(m * m * m, 5))).unwrap();
+        let probe = MomentumProbe(rand_disp::<f64>(8, 0.05, 6));
+        let obj = Objective::new()
+            .at(0.5, &mse)
+            .at(0.5, &probe)
+            .at_end(&probe)
+            .at(c.time.a_start, &mse);
+        let g = grad(&c, &w, &obj, &GradOptions::default());
+        for seed in [31u64, 32] {
+            let dir = rand_field::<f64>(w.len(), seed);
+            let (fd, an) = (fd_w(&c, &w, &obj, &dir, 1e-6), dot(&g.white_noise, &dir));
+            assert!(rel(fd, an) < 1e-6, "direction {seed}: fd {fd:.10e} vs {an:.10e}");
+        }
+        // A time that is not a step boundary is refused, naming the fix.
+        let bad = Objective::new().at(0.3, &mse);
+        let e = value_and_grad(&mut Simulation::<f64>::new(&c).unwrap(), &w, &bad, &GradOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("time.snapshots"), "{e}");
+    }
+
+    #[test]
+    fn checkpoints_give_the_same_gradient() {
+        let c = small(LptOrder::Two, 7);
+        let w = Simulation::<f64>::new(&c).unwrap().white_noise();
+        let mse = FieldMse::new(None).unwrap();
+        let obj = Objective::final_state(&mse);
+        let g0 = grad(&c, &w, &obj, &GradOptions::default());
+        for every in [1usize, 3, 7, 100] {
+            let opts = GradOptions {
+                recover: Recover::Checkpoint { every },
+                ..Default::default()
+            };
+            let g = grad(&c, &w, &obj, &opts);
+            let d: f64 = g
+                .white_noise
+                .iter()
+                .zip(&g0.white_noise)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(d < 1e-10 * dot(&g0.white_noise, &g0.white_noise).sqrt(), "every {every}: {d:.3e}");
+            assert!(g.reversal_error <= g0.reversal_error * 1.0001 + 1e-16, "every {every}");
+            assert_eq!(g.loss, g0.loss);
+        }
+        let opts = GradOptions {
+            recover: Recover::Checkpoint { every: 0 },
+            ..Default::default()
+        };
+        let e = value_and_grad(&mut Simulation::<f64>::new(&c).unwrap(), &w, &obj, &opts).unwrap_err();
+        assert!(e.to_string().contains("checkpoint"), "{e}");
+    }
+
+    #[test]
+    fn force_parameter_gradient_matches_finite_differences() {
+        let c = small(LptOrder::Two, 3);
+        let kmax = std::f64::consts::PI * 16.0 / 64.0 * 3f64.sqrt();
+        let mut model = SplineCorrection::new(4, 2, kmax, (c.time.a_start, c.time.a_stop)).unwrap();
+        let theta: Vec<f64> = (0..8).map(|i| 0.1 * ((i * 3 % 5) as f64 - 2.0)).collect();
+        model.set_params(&theta).unwrap();
+        let m = c.box_.mesh;
+        let mse = FieldMse::new(Some(rand_field::<f64>(m * m * m, 9))).unwrap();
+        let obj = Objective::final_state(&mse);
+        let with = |t: &[f64]| {
+            let mut sim = Simulation::<f64>::new(&c).unwrap();
+            let mut mdl = model.clone();
+            mdl.set_params(t).unwrap();
+            sim.set_force_correction(Some(Box::new(mdl)));
+            sim
+        };
+        let w = with(&theta).white_noise();
+        let g = value_and_grad(&mut with(&theta), &w, &obj, &GradOptions::default()).unwrap();
+        assert_eq!(g.force_params.len(), 8);
+        let scale = g.force_params.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+        for j in 0..8 {
+            let eps = 1e-6;
+            let at = |s: f64| {
+                let mut t = theta.clone();
+                t[j] += s * eps;
+                loss_value(&mut with(&t), &w, &obj).unwrap()
+            };
+            let fd = (at(1.0) - at(-1.0)) / (2.0 * eps);
+            assert!(
+                (fd - g.force_params[j]).abs() < 1e-6 * scale,
+                "θ{j}: fd {fd:.10e} vs {:.10e}",
+                g.force_params[j]
+            );
+        }
+        // The white-noise gradient with a correction installed is right too.
+        let dir = rand_field::<f64>(w.len(), 10);
+        let eps = 1e-6;
+        let at = |s: f64| {
+            let x: Vec<f64> = w.iter().zip(&dir).map(|(a, b)| a + s * eps * b).collect();
+            loss_value(&mut with(&theta), &x, &obj).unwrap()
+        };
+        let (fd, an) = ((at(1.0) - at(-1.0)) / (2.0 * eps), dot(&g.white_noise, &dir));
+        assert!(rel(fd, an) < 1e-6, "fd {fd:.10e} vs {an:.10e}");
+    }
+
+    #[test]
+    fn fixed_amplitude_is_refused() {
+        let mut c = small(LptOrder::One, 1);
+        c.run.fixed_amplitude = true;
+        let mut sim = Simulation::<f64>::new(&c).unwrap();
+        let w = sim.white_noise();
+        let mse = FieldMse::new(None).unwrap();
+        let e = value_and_grad(&mut sim, &w, &Objective::final_state(&mse), &GradOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("run.fixed_amplitude"));
+    }
+}

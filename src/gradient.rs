@@ -1,0 +1,229 @@
+//! `cosmograd gradient`: the loss of a configured run and its gradients with respect to the white
+//! noise and the cosmological parameters, by the reverse-time adjoint (pm-adjoint).
+//!
+//! Files written to the output directory:
+//! - `config.toml`: the resolved configuration (reusable with `--config`);
+//! - `loss.txt`: the loss, one f64;
+//! - `grad_white_noise.npy`: ∂L/∂w, shape (n, n, n), the dtype of the `--white-noise` file (or of
+//!   `run.precision` when the noise comes from the seed);
+//! - `grad_cosmology.toml`: ∂L/∂(each cosmological parameter) under `[cosmology]`, with the keys
+//!   of the config file;
+//! - `reversal_error.txt`: how well the backward pass recovered the forward states (relative);
+//! - `timings.txt`: forward and backward wall-clock seconds and the peak resident memory (MiB).
+//!
+//! Losses: `field-mse`, L = mean over the force mesh of (δ − δ_T)², δ the CIC density contrast of
+//! the final particles exactly as `simulate` writes `density.npy` (δ_T = 0 without `--target`);
+//! `power`, the P(k) log-ratio χ² against the spectrum of the `--target` density mesh.
+
+use crate::simulate::{check_output_files, resolve_config, Options as SimOptions};
+use pm_adjoint::{value_and_grad, GradOptions, Objective, Recover};
+use pm_core::config::{Config, Precision};
+use pm_core::cosmology::Cosmology;
+use pm_core::io::{read_npy, read_npy_header, read_white_noise, shape_string, write_npy_f32, write_npy_f64};
+use pm_core::loss::{FieldMse, Loss};
+use pm_core::sim::Simulation;
+use pm_core::{Error, Real, Result};
+use std::path::{Path, PathBuf};
+
+/// Which loss `gradient` differentiates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LossKind {
+    /// Mean squared difference of the final CIC density contrast and the target mesh.
+    #[default]
+    FieldMse,
+}
+
+impl std::str::FromStr for LossKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "field-mse" => Ok(LossKind::FieldMse),
+            _ => Err(format!("unknown loss `{s}`: expected field-mse")),
+        }
+    }
+}
+
+/// Command-line options of `gradient`.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Config file; `None` runs the embedded default.
+    pub config: Option<PathBuf>,
+    /// White-noise .npy file; `None` draws it from the seed.
+    pub white_noise: Option<PathBuf>,
+    /// Seed override.
+    pub seed: Option<u64>,
+    /// Target density mesh (m³ .npy) of the loss.
+    pub target: Option<PathBuf>,
+    /// The loss.
+    pub loss: LossKind,
+    /// Store the state every K steps and restart the reverse integration from it.
+    pub checkpoint_every: Option<usize>,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Overwrite a different earlier run's outputs.
+    pub force: bool,
+    /// Suppress the summary.
+    pub quiet: bool,
+}
+
+/// The files `gradient` writes.
+pub const GRADIENT_FILES: [&str; 6] = [
+    "config.toml",
+    "loss.txt",
+    "grad_white_noise.npy",
+    "grad_cosmology.toml",
+    "reversal_error.txt",
+    "timings.txt",
+];
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`), if known.
+pub fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// `grad_cosmology.toml`: ∂L/∂ each parameter with the config keys.
+pub fn cosmology_toml(grad: &Cosmology, at: &Cosmology) -> String {
+    let mut s = String::from(
+        "# d loss / d parameter (cosmograd gradient), at the parameters of config.toml.\n\
+         # omega_m is varied at fixed omega_k (omega_de = 1 - omega_m - omega_k).\n[cosmology]\n",
+    );
+    let mut line = |k: &str, v: f64| s.push_str(&format!("{k} = {v:e}\n"));
+    line("omega_m", grad.omega_m);
+    line("omega_b", grad.omega_b);
+    line("h", grad.h);
+    line("n_s", grad.n_s);
+    if at.sigma8.is_some() {
+        line("sigma8", grad.sigma8.unwrap_or(0.0));
+    }
+    if at.a_s.is_some() {
+        line("a_s", grad.a_s.unwrap_or(0.0));
+    }
+    line("w0", grad.w0);
+    line("wa", grad.wa);
+    line("omega_k", grad.omega_k);
+    line("t_cmb", grad.t_cmb);
+    s
+}
+
+/// Runs `gradient` with the given options.
+pub fn run(opts: &Options) -> Result<()> {
+    let config = resolve_config(&SimOptions {
+        config: opts.config.clone(),
+        white_noise: opts.white_noise.clone(),
+        seed: opts.seed,
+        ..Default::default()
+    })?;
+    if opts.checkpoint_every == Some(0) {
+        return Err(Error::invalid("--checkpoint-every", 0, "at least 1 step between checkpoints"));
+    }
+    let resolved = config.to_toml_string();
+    check_output_files(&opts.out, &GRADIENT_FILES, &resolved, opts.force)?;
+    let threads = config.run.threads;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::invalid("run.threads", threads, format!("a thread count the system can start ({e})")))?;
+    pool.install(|| match config.run.precision {
+        Precision::F32 => run_typed::<f32>(&config, &resolved, opts),
+        Precision::F64 => run_typed::<f64>(&config, &resolved, opts),
+    })
+}
+
+/// Reads the target density mesh: shape (m, m, m) of the force mesh, finite values.
+fn read_target<T: Real>(path: &Path, m: usize) -> Result<Vec<T>> {
+    let (shape, data) = read_npy(path)?;
+    if shape != [m, m, m] {
+        return Err(Error::Shape {
+            what: format!("target density {}", path.display()),
+            found: format!("shape {}", shape_string(&shape)),
+            expected: format!("shape {} = (box.mesh,)*3", shape_string(&[m, m, m])),
+        });
+    }
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NonFinite {
+            what: format!("target density {}", path.display()),
+            detail: format!("value {} at flat index {i}", data[i]),
+        });
+    }
+    Ok(data.into_iter().map(T::of).collect())
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::file(path, e.to_string()))
+}
+
+fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result<()> {
+    let mut sim = Simulation::<T>::new(config)?;
+    let (n, m) = (config.box_.particles, config.box_.mesh);
+    let (w, wide) = match &config.run.white_noise {
+        Some(path) => (read_white_noise::<T>(path, n)?, read_npy_header(path)?.descr.ends_with("f8")),
+        None => (sim.white_noise(), config.run.precision == Precision::F64),
+    };
+    let target = opts.target.as_deref().map(|p| read_target::<T>(p, m)).transpose()?;
+    let loss: Box<dyn Loss<T>> = match opts.loss {
+        LossKind::FieldMse => Box::new(FieldMse::new(target)?),
+    };
+    let recover = match opts.checkpoint_every {
+        Some(every) => Recover::Checkpoint { every },
+        None => Recover::Reverse,
+    };
+    let g = value_and_grad(
+        &mut sim,
+        &w,
+        &Objective::final_state(loss.as_ref()),
+        &GradOptions {
+            recover,
+            ..Default::default()
+        },
+    )?;
+    let out = &opts.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::file(out, format!("cannot create the output directory: {e}")))?;
+    write_text(&out.join("config.toml"), resolved)?;
+    write_text(&out.join("loss.txt"), &format!("{:e}\n", g.loss))?;
+    let gw = out.join("grad_white_noise.npy");
+    if wide {
+        write_npy_f64(&gw, &[n, n, n], &g.white_noise.iter().map(|v| v.f64()).collect::<Vec<_>>())?;
+    } else {
+        write_npy_f32(&gw, &[n, n, n], &g.white_noise.iter().map(|v| v.f64() as f32).collect::<Vec<_>>())?;
+    }
+    let gc = g.cosmology.as_ref().expect("cosmology gradients requested");
+    write_text(&out.join("grad_cosmology.toml"), &cosmology_toml(gc, sim.cosmology()))?;
+    write_text(&out.join("reversal_error.txt"), &format!("{:e}\n", g.reversal_error))?;
+    let rss = peak_rss_mib();
+    write_text(
+        &out.join("timings.txt"),
+        &format!(
+            "# cosmograd gradient: wall-clock seconds and peak resident memory of the process\nforward_seconds {:.4}\nbackward_seconds {:.4}\npeak_rss_mib {}\n",
+            g.forward_seconds,
+            g.backward_seconds,
+            rss.map_or("unknown".to_string(), |r| format!("{r:.1}"))
+        ),
+    )?;
+    if !opts.quiet {
+        let steps = sim.boundaries().len() - 1;
+        println!(
+            "cosmograd gradient: {n}³ particles, {m}³ mesh, {steps} steps ({}, {} threads): loss {:.6e}",
+            T::NAME,
+            rayon::current_num_threads(),
+            g.loss
+        );
+        println!(
+            "  forward {:.2} s, backward {:.2} s, reversal error {:.2e}, dL/domega_m {:.4e}, wrote {} files to {}",
+            g.forward_seconds,
+            g.backward_seconds,
+            g.reversal_error,
+            gc.omega_m,
+            GRADIENT_FILES.len(),
+            out.display()
+        );
+    }
+    Ok(())
+}

@@ -12,8 +12,14 @@
 //! k and −k both count. Sums are in f64 and reduced in a fixed order: results are bit-identical
 //! for any thread count.
 //!
-//! These are observables, not time-stepping operators; their VJPs (for losses) come with the
-//! losses of pm-adjoint.
+//! **VJP** ([`power_spectrum_vjp`], docs/adjoint.md eqs. S1–S3). Write the estimator over the
+//! stored half spectrum H with the hermitian weights w_k (1 on the kz = 0 plane and, for even m,
+//! the kz = m/2 plane; 2 elsewhere): `P_b = (V/N²)(1/N_b) Σ_{k∈H_b} w_k |δ_k|²/W_k²` with
+//! `N_b = Σ_{k∈H_b} w_k` (S1; N = m³ cells, W_k = 1 without deconvolution). Since
+//! `∂|δ_k|²/∂δ(x) = 2 Re[δ_k e^{+ik·x}]`, the cotangent p̄ (one value per output bin) pulls back
+//! to `δ̄(x) += Re Σ_{k∈H} w_k G_k e^{+ik·x}` with `G_k = (2V/N²) p̄_b(k) δ_k /(N_b W_k²)` (zero for
+//! modes outside the bins) (S2): one forward FFT, a mode-wise scaling and one unnormalised
+//! inverse FFT, whose weights are exactly the w_k of S1 (see [`crate::fft`]).
 
 use crate::cic::{Cic, PaintScratch};
 use crate::fft::Fft3;
@@ -69,32 +75,82 @@ fn cic_window(nu: f64, m: usize) -> f64 {
     }
 }
 
+/// Number of shells (bin 0, the k = 0 mode, included): m/2 + 1.
+fn n_shells(geom: &MeshGeom) -> usize {
+    geom.m / 2 + 1
+}
+
+/// Shell of half-spectrum mode (ix, iy, iz): `(j, |k|/k_f)` with `j = ⌊|k|/k_f + ½⌋`.
+#[inline(always)]
+fn shell(geom: &MeshGeom, ix: usize, iy: usize, iz: usize) -> (usize, f64) {
+    let nu2 = (geom.freq[ix].pow(2) + geom.freq[iy].pow(2) + (iz * iz) as i64) as f64;
+    let kn = nu2.sqrt();
+    ((kn + 0.5).floor() as usize, kn)
+}
+
+/// Squared CIC window of every mode, as a closure over per-axis tables (1 without deconvolution).
+fn window2(geom: &MeshGeom, deconv: Deconvolve) -> impl Fn(usize, usize, usize) -> f64 + Sync {
+    let m = geom.m;
+    let wins: Vec<f64> = (0..m).map(|i| cic_window(geom.freq[i] as f64, m)).collect();
+    let winz: Vec<f64> = (0..geom.mc()).map(|i| cic_window(i as f64, m)).collect();
+    move |ix, iy, iz| match deconv {
+        Deconvolve::None => 1.0,
+        Deconvolve::Cic => (wins[ix] * wins[iy] * winz[iz]).powi(2),
+    }
+}
+
+/// Per shell (Σ w|k|, Σ w) over the half spectrum with hermitian weights w, summed in the same
+/// order as [`binned`] (per x-plane, then the planes in order), so the mean |k| is bit-identical.
+fn shell_sums(geom: &MeshGeom) -> Vec<[f64; 2]> {
+    let (m, mc, nbins, kf) = (geom.m, geom.mc(), n_shells(geom), geom.kf());
+    let planes: Vec<Vec<[f64; 2]>> = (0..m)
+        .into_par_iter()
+        .map(|ix| {
+            let mut acc = vec![[0.0f64; 2]; nbins];
+            for iy in 0..m {
+                for iz in 0..mc {
+                    let (j, kn) = shell(geom, ix, iy, iz);
+                    if j == 0 || j >= nbins {
+                        continue;
+                    }
+                    let w = geom.hermitian_weight(iz);
+                    acc[j][0] += w * kn * kf;
+                    acc[j][1] += w;
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut tot = vec![[0.0f64; 2]; nbins];
+    for p in &planes {
+        for (t, v) in tot.iter_mut().zip(p) {
+            t[0] += v[0];
+            t[1] += v[1];
+        }
+    }
+    tot
+}
+
 /// Bin sums over the spectrum of `fa` (and `fb`), in f64: returns per bin (Σ|k|, Σ aa, Σ bb, Σ ab, count).
 fn binned<T: Real>(geom: &MeshGeom, fa: &[C<T>], fb: Option<&[C<T>]>, deconv: Deconvolve) -> Vec<[f64; 5]> {
     let m = geom.m;
     let mc = geom.mc();
-    let nbins = m / 2 + 1;
+    let nbins = n_shells(geom);
     let kf = geom.kf();
-    let wins: Vec<f64> = (0..m).map(|i| cic_window(geom.freq[i] as f64, m)).collect();
-    let winz: Vec<f64> = (0..mc).map(|i| cic_window(i as f64, m)).collect();
+    let win2_of = window2(geom, deconv);
     let planes: Vec<Vec<[f64; 5]>> = (0..m)
         .into_par_iter()
         .map(|ix| {
             let mut acc = vec![[0.0f64; 5]; nbins];
             for iy in 0..m {
                 for iz in 0..mc {
-                    let nu2 = (geom.freq[ix].pow(2) + geom.freq[iy].pow(2) + (iz * iz) as i64) as f64;
-                    let kn = nu2.sqrt();
-                    let j = (kn + 0.5).floor() as usize;
+                    let (j, kn) = shell(geom, ix, iy, iz);
                     if j == 0 || j >= nbins {
                         continue;
                     }
                     let w = geom.hermitian_weight(iz);
                     let idx = (ix * m + iy) * mc + iz;
-                    let win2 = match deconv {
-                        Deconvolve::None => 1.0,
-                        Deconvolve::Cic => (wins[ix] * wins[iy] * winz[iz]).powi(2),
-                    };
+                    let win2 = win2_of(ix, iy, iz);
                     let a = fa[idx];
                     let (ar, ai) = (a.re.f64(), a.im.f64());
                     let aa = (ar * ar + ai * ai) / win2;
@@ -156,6 +212,68 @@ pub fn power_spectrum<T: Real>(field: &[T], geom: &MeshGeom, fft: &Fft3<T>, deco
         }
     }
     ps
+}
+
+/// The bins of [`power_spectrum`] on `geom`, without a field: the mean |k| of each bin (h/Mpc)
+/// and its number of modes (full spectrum), bit-identical to the `k` and `n_modes` that
+/// [`power_spectrum`] reports for any field on this mesh.
+pub fn spectrum_bins(geom: &MeshGeom) -> (Vec<f64>, Vec<u64>) {
+    let sums = shell_sums(geom);
+    sums.iter()
+        .skip(1)
+        .filter(|s| s[1] > 0.0)
+        .map(|s| (s[0] / s[1], s[1] as u64))
+        .unzip()
+}
+
+/// VJP of [`power_spectrum`] with respect to the field: **adds** `(∂P/∂field)ᵀ p̄` to
+/// `field_cot` (m³, C order; units of p̄·(Mpc/h)³ per unit of the field) for the cotangent
+/// `p_cot` of the binned power (one value per bin of [`power_spectrum`]'s output; 1/(Mpc/h)³ for a
+/// dimensionless loss). Same bins, estimator, hermitian weights and deconvolution as the forward;
+/// the exact transpose of the discrete estimator (docs/adjoint.md eq. S2). `field` is the point of
+/// linearisation (P is quadratic in it). One forward and one inverse FFT.
+///
+/// # Panics
+/// If `field` or `field_cot` does not have m³ values, or `p_cot` not one value per bin.
+#[track_caller]
+pub fn power_spectrum_vjp<T: Real>(field: &[T], geom: &MeshGeom, fft: &Fft3<T>, deconv: Deconvolve, p_cot: &[f64], field_cot: &mut [T]) {
+    assert_eq!(field.len(), geom.n_cells(), "power_spectrum_vjp: field length");
+    assert_eq!(field_cot.len(), geom.n_cells(), "power_spectrum_vjp: field_cot length");
+    let (m, mc, nbins) = (geom.m, geom.mc(), n_shells(geom));
+    // Coefficient (2V/N²) p̄_b / N_b of each shell; 0 for the k = 0 shell and empty shells, which
+    // power_spectrum leaves out of its output.
+    let norm = geom.box_size.powi(3) / (geom.n_cells() as f64).powi(2);
+    let sums = shell_sums(geom);
+    let used: Vec<usize> = (1..nbins).filter(|&j| sums[j][1] > 0.0).collect();
+    assert_eq!(
+        p_cot.len(),
+        used.len(),
+        "power_spectrum_vjp: p_cot must have one value per bin of power_spectrum"
+    );
+    let mut coef = vec![0.0f64; nbins];
+    for (&j, c) in used.iter().zip(p_cot) {
+        coef[j] = 2.0 * norm * c / sums[j][1];
+    }
+    // G_k = coef_b δ_k / W_k² (S2), then δ̄ = Re Σ_H w_k G_k e^{+ik·x} = Fft3::inverse(G).
+    let mut g = transform(field, fft);
+    let win2_of = window2(geom, deconv);
+    g.par_chunks_mut(m * mc).enumerate().for_each(|(ix, plane)| {
+        for iy in 0..m {
+            for iz in 0..mc {
+                let (j, _) = shell(geom, ix, iy, iz);
+                let v = &mut plane[iy * mc + iz];
+                if j == 0 || j >= nbins {
+                    *v = C::default();
+                } else {
+                    let c = coef[j] / win2_of(ix, iy, iz);
+                    *v = C::new(T::of(v.re.f64() * c), T::of(v.im.f64() * c));
+                }
+            }
+        }
+    });
+    let mut back = vec![T::zero(); geom.n_cells()];
+    fft.inverse(&mut g, &mut back);
+    field_cot.par_iter_mut().zip(back.par_iter()).for_each(|(f, b)| *f += *b);
 }
 
 /// Auto and cross spectra of two real m³ fields and their correlation coefficient r(k).
@@ -284,6 +402,112 @@ mod tests {
         let raw = power_spectrum(&w, &geom, &fft, Deconvolve::None);
         let dec = power_spectrum(&w, &geom, &fft, Deconvolve::Cic);
         assert!(dec.p.iter().zip(&raw.p).all(|(d, r)| d > r));
+    }
+
+    /// Σ_b p̄_b P_b(field): the scalar whose gradient is power_spectrum_vjp(p̄).
+    fn weighted_power(field: &[f64], geom: &MeshGeom, fft: &Fft3<f64>, deconv: Deconvolve, p_cot: &[f64]) -> f64 {
+        let ps = power_spectrum(field, geom, fft, deconv);
+        ps.p.iter().zip(p_cot).map(|(p, c)| p * c).sum()
+    }
+
+    #[test]
+    fn spectrum_bins_match_power_spectrum_exactly() {
+        for m in [8usize, 9, 16] {
+            let geom = MeshGeom::new(m, 37.0);
+            let fft = Fft3::<f64>::new(m);
+            let ps = power_spectrum(&crate::testing::rand_field::<f64>(m * m * m, 4), &geom, &fft, Deconvolve::None);
+            let (k, n) = spectrum_bins(&geom);
+            assert_eq!(k, ps.k, "m = {m}");
+            assert_eq!(n, ps.n_modes, "m = {m}");
+        }
+    }
+
+    #[test]
+    fn power_spectrum_vjp_matches_finite_differences() {
+        // P is quadratic in the field, so central differences are exact up to rounding: a large
+        // step (1e-3 of a unit-variance field) keeps the rounding small. Even and odd meshes
+        // exercise the kz = 0 / Nyquist planes' hermitian weights.
+        let mut worst = 0.0f64;
+        for (m, l) in [(8usize, 10.0), (9, 50.0), (16, 64.0)] {
+            let geom = MeshGeom::new(m, l);
+            let fft = Fft3::<f64>::new(m);
+            let field = crate::testing::rand_field::<f64>(m * m * m, m as u64);
+            let nb = power_spectrum(&field, &geom, &fft, Deconvolve::None).p.len();
+            for deconv in [Deconvolve::None, Deconvolve::Cic] {
+                for seed in 0..3u64 {
+                    // Cotangent per bin in 1/(Mpc/h)³ so that Σ p̄ P is O(1).
+                    let p_cot: Vec<f64> = crate::testing::rand_field::<f64>(nb, 100 + seed)
+                        .iter()
+                        .map(|c| c / geom.cell().powi(3))
+                        .collect();
+                    let mut grad = vec![0.0; m * m * m];
+                    power_spectrum_vjp(&field, &geom, &fft, deconv, &p_cot, &mut grad);
+                    let f = |x: &[f64]| weighted_power(x, &geom, &fft, deconv, &p_cot);
+                    worst = worst.max(crate::testing::fd_check_flat(&f, &field, &grad, 1e-3, 1e-6, 200 + seed));
+                }
+            }
+        }
+        eprintln!("power_spectrum_vjp FD worst rel = {worst:.3e}");
+    }
+
+    #[test]
+    fn power_spectrum_vjp_is_homogeneous_of_degree_two_and_adds() {
+        // Euler: P(λδ) = λ²P(δ) ⇒ ⟨∇(Σ p̄ P), δ⟩ = 2 Σ p̄ P (docs/adjoint.md eq. S3), for every bin at once.
+        let (m, l) = (16usize, 40.0);
+        let geom = MeshGeom::new(m, l);
+        let fft = Fft3::<f64>::new(m);
+        let field = crate::testing::rand_field::<f64>(m * m * m, 11);
+        for deconv in [Deconvolve::None, Deconvolve::Cic] {
+            let ps = power_spectrum(&field, &geom, &fft, deconv);
+            let p_cot = crate::testing::rand_field::<f64>(ps.p.len(), 12);
+            let mut grad = vec![0.0; m * m * m];
+            power_spectrum_vjp(&field, &geom, &fft, deconv, &p_cot, &mut grad);
+            let lhs = crate::testing::dot(&grad, &field);
+            let rhs = 2.0 * weighted_power(&field, &geom, &fft, deconv, &p_cot);
+            crate::testing::assert_close(lhs, rhs, 1e-12, 0.0, "Euler identity");
+            // A second call adds the same cotangent again.
+            let once = grad.clone();
+            power_spectrum_vjp(&field, &geom, &fft, deconv, &p_cot, &mut grad);
+            assert!(grad
+                .iter()
+                .zip(&once)
+                .all(|(g, o)| (g - 2.0 * o).abs() <= 1e-12 * o.abs().max(1e-300)));
+        }
+    }
+
+    #[test]
+    fn power_spectrum_vjp_in_f32_matches_f64() {
+        let (m, l) = (16usize, 64.0);
+        let geom = MeshGeom::new(m, l);
+        let f32_field = crate::testing::rand_field::<f32>(m * m * m, 21);
+        let f64_field: Vec<f64> = f32_field.iter().map(|v| *v as f64).collect();
+        let nb = spectrum_bins(&geom).0.len();
+        let p_cot = crate::testing::rand_field::<f64>(nb, 22);
+        for deconv in [Deconvolve::None, Deconvolve::Cic] {
+            let mut g32 = vec![0.0f32; m * m * m];
+            power_spectrum_vjp(&f32_field, &geom, &Fft3::<f32>::new(m), deconv, &p_cot, &mut g32);
+            let mut g64 = vec![0.0f64; m * m * m];
+            power_spectrum_vjp(&f64_field, &geom, &Fft3::<f64>::new(m), deconv, &p_cot, &mut g64);
+            let diff: f64 = g32.iter().zip(&g64).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>().sqrt();
+            let norm: f64 = g64.iter().map(|b| b * b).sum::<f64>().sqrt();
+            assert!(g32.iter().all(|v| v.is_finite()));
+            assert!(diff < 1e-5 * norm, "f32 vs f64 VJP: |diff| = {diff:.3e}, |g| = {norm:.3e}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "one value per bin")]
+    fn power_spectrum_vjp_refuses_wrong_cotangent_length() {
+        let geom = MeshGeom::new(8, 10.0);
+        let field = vec![0.0f64; 512];
+        power_spectrum_vjp(
+            &field,
+            &geom,
+            &Fft3::<f64>::new(8),
+            Deconvolve::None,
+            &[1.0; 3],
+            &mut vec![0.0; 512],
+        );
     }
 
     #[test]

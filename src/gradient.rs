@@ -20,7 +20,7 @@ use pm_adjoint::{value_and_grad, GradOptions, Objective, Recover};
 use pm_core::config::{Config, Precision};
 use pm_core::cosmology::Cosmology;
 use pm_core::io::{read_npy, read_npy_header, read_white_noise, shape_string, write_npy_f32, write_npy_f64};
-use pm_core::loss::{FieldMse, Loss};
+use pm_core::loss::{FieldMse, Loss, PowerLoss};
 use pm_core::sim::Simulation;
 use pm_core::{Error, Real, Result};
 use std::path::{Path, PathBuf};
@@ -31,6 +31,8 @@ pub enum LossKind {
     /// Mean squared difference of the final CIC density contrast and the target mesh.
     #[default]
     FieldMse,
+    /// P(k) log-ratio χ² of the final density against the spectrum of the target mesh.
+    Power,
 }
 
 impl std::str::FromStr for LossKind {
@@ -38,7 +40,8 @@ impl std::str::FromStr for LossKind {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "field-mse" => Ok(LossKind::FieldMse),
-            _ => Err(format!("unknown loss `{s}`: expected field-mse")),
+            "power" => Ok(LossKind::Power),
+            _ => Err(format!("unknown loss `{s}`: expected field-mse or power")),
         }
     }
 }
@@ -121,6 +124,13 @@ pub fn run(opts: &Options) -> Result<()> {
         seed: opts.seed,
         ..Default::default()
     })?;
+    if opts.loss == LossKind::Power && opts.target.is_none() {
+        return Err(Error::invalid(
+            "--target",
+            "none",
+            "a density mesh .npy of shape (box.mesh,)*3 whose P(k) is the target of --loss power",
+        ));
+    }
     if opts.checkpoint_every == Some(0) {
         return Err(Error::invalid("--checkpoint-every", 0, "at least 1 step between checkpoints"));
     }
@@ -168,8 +178,14 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
         None => (sim.white_noise(), config.run.precision == Precision::F64),
     };
     let target = opts.target.as_deref().map(|p| read_target::<T>(p, m)).transpose()?;
-    let loss: Box<dyn Loss<T>> = match opts.loss {
-        LossKind::FieldMse => Box::new(FieldMse::new(target)?),
+    let loss: Box<dyn Loss<T>> = match (opts.loss, target) {
+        (LossKind::FieldMse, target) => Box::new(FieldMse::new(target)?),
+        (LossKind::Power, Some(t)) => {
+            let l = PowerLoss::from_density(&sim, &t, None)?;
+            l.check(&sim)?;
+            Box::new(l)
+        }
+        (LossKind::Power, None) => unreachable!("`run` refuses --loss power without --target"),
     };
     let recover = match opts.checkpoint_every {
         Some(every) => Recover::Checkpoint { every },

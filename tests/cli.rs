@@ -214,3 +214,116 @@ fn bad_configs_give_one_line_and_exit_code_2() {
         .unwrap();
     assert_bad(&out, &["/nonexistent/c.toml"]);
 }
+
+fn gradient(dir: &Path, cfg: &str, extra: &[&str]) -> Output {
+    let p = dir.join("c.toml");
+    std::fs::write(&p, cfg).unwrap();
+    let mut cmd = bin();
+    cmd.arg("gradient")
+        .arg("--quiet")
+        .arg("--config")
+        .arg(p)
+        .arg("--out")
+        .arg(dir.join("grad"));
+    cmd.args(extra).output().unwrap()
+}
+
+/// The (descr, shape) of a .npy header.
+fn npy_header(path: &Path) -> String {
+    let b = std::fs::read(path).unwrap();
+    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+    String::from_utf8_lossy(&b[10..10 + hl]).to_string()
+}
+
+#[test]
+fn gradient_writes_its_outputs_and_the_loss_matches_simulate() {
+    let d = tmpdir("gradient");
+    // The target is the density that `simulate` writes for the same run: the field-MSE and the
+    // P(k) losses must then be exactly zero, which pins down "δ exactly as in density.npy".
+    assert!(simulate(&d, Some(SMALL), &[]).status.success());
+    let target = d.join("out/density.npy");
+    let t = target.to_str().unwrap();
+    for loss in ["field-mse", "power"] {
+        let out = gradient(&d, SMALL, &["--target", t, "--loss", loss, "--force"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let g = d.join("grad");
+        for f in cosmograd::gradient::GRADIENT_FILES {
+            assert!(g.join(f).is_file(), "missing {f}");
+        }
+        let l: f64 = std::fs::read_to_string(g.join("loss.txt")).unwrap().trim().parse().unwrap();
+        assert_eq!(l, 0.0, "{loss}: loss against the run's own density.npy");
+    }
+    // Against δ_T = 0 the loss is the mean δ², and every output is well formed.
+    let out = gradient(&d, SMALL, &["--force"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let g = d.join("grad");
+    let l: f64 = std::fs::read_to_string(g.join("loss.txt")).unwrap().trim().parse().unwrap();
+    assert!(l > 0.1 && l.is_finite(), "loss {l}");
+    let h = npy_header(&g.join("grad_white_noise.npy"));
+    assert!(h.contains("'<f4'") && h.contains("(16, 16, 16)"), "{h}");
+    let gc: toml::Table = std::fs::read_to_string(g.join("grad_cosmology.toml")).unwrap().parse().unwrap();
+    let c = gc["cosmology"].as_table().unwrap();
+    for k in ["omega_m", "omega_b", "h", "n_s", "sigma8", "w0", "wa", "omega_k", "t_cmb"] {
+        assert!(c[k].as_float().is_some_and(f64::is_finite), "grad_cosmology.toml: {k}");
+    }
+    assert!(c["sigma8"].as_float().unwrap() > 0.0, "a larger sigma8 raises the mean δ²");
+    let rev: f64 = std::fs::read_to_string(g.join("reversal_error.txt"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(rev < 1e-2, "reversal error {rev}");
+    let tim = std::fs::read_to_string(g.join("timings.txt")).unwrap();
+    for k in ["forward_seconds", "backward_seconds", "peak_rss_mib"] {
+        assert!(tim.lines().any(|l| l.starts_with(k)), "timings.txt lacks {k}: {tim}");
+    }
+    // A float64 white-noise file gives a float64 gradient; checkpoints are accepted.
+    let n = 16usize;
+    let w = cosmograd::core::noise::white_noise::<f64>(n, 42);
+    let wpath = d.join("w.npy");
+    write_npy(
+        &wpath,
+        "<f8",
+        &[n, n, n],
+        &w.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    );
+    let out = gradient(
+        &d,
+        SMALL,
+        &["--white-noise", wpath.to_str().unwrap(), "--checkpoint-every", "2", "--force"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(npy_header(&g.join("grad_white_noise.npy")).contains("'<f8'"));
+    // A different run into the same directory is refused without --force.
+    assert_bad(&gradient(&d, SMALL, &["--seed", "3"]), &["--force"]);
+}
+
+#[test]
+fn gradient_bad_input_gives_one_line_and_exit_code_2() {
+    let d = tmpdir("gradient-bad");
+    let shape = d.join("t.npy");
+    write_npy(&shape, "<f4", &[8, 8, 8], &vec![0u8; 4 * 512]);
+    let nan = d.join("nan.npy");
+    let mut v = vec![0.0f32; 32 * 32 * 32];
+    v[3] = f32::NAN;
+    write_npy(
+        &nan,
+        "<f4",
+        &[32, 32, 32],
+        &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+    );
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["--target", shape.to_str().unwrap()], vec!["t.npy", "(8, 8, 8)", "32"]),
+        (vec!["--target", nan.to_str().unwrap()], vec!["nan.npy"]),
+        (vec!["--loss", "power"], vec!["--target"]),
+        (vec!["--checkpoint-every", "0"], vec!["--checkpoint-every"]),
+        (vec!["--target", "/nonexistent/t.npy"], vec!["/nonexistent/t.npy"]),
+    ];
+    for (i, (args, needles)) in cases.iter().enumerate() {
+        let dd = tmpdir(&format!("gradient-bad{i}"));
+        assert_bad(&gradient(&dd, SMALL, args), needles);
+        assert!(!dd.join("grad").exists(), "case {i}: an output directory was created");
+    }
+    let out = gradient(&d, "[run]\nfixed_amplitude = true\n", &[]);
+    assert_bad(&out, &["run.fixed_amplitude"]);
+}

@@ -7,8 +7,14 @@
 //! `E(a)² = Ω_m a⁻³ + Ω_k a⁻² + Ω_de ρ_de(a)/ρ_de(1)`, with Ω_de = 1 − Ω_m − Ω_k and the CPL
 //! dark energy `w(a) = w0 + wa (1 − a)`, `ρ_de(a)/ρ_de(1) = a^{−3(1+w0+wa)} exp(−3 wa (1 − a))`.
 //! No radiation (matter + dark energy), as PM codes integrate (docs/physics.md §1).
-//! Everything here is `f64`; lengths in Mpc/h, time in 1/H0.
+//! Lengths in Mpc/h, time in 1/H0. The public API is `f64`.
+//!
+//! **What is differentiated.** The background formulas (`Background`: w, ρ_de ratio, E²,
+//! dln E/dln a) are generic over [`Scalar`], so `tangent.rs` evaluates them on duals carrying
+//! ∂/∂(Ω_m, Ω_k, w0, wa) (docs/adjoint.md §T, eq. T2). Ω_de = 1 − Ω_m − Ω_k is derived: the Ω_m
+//! derivative is taken at fixed Ω_k and the Ω_k derivative at fixed Ω_m.
 
+use crate::dual::Scalar;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -67,56 +73,105 @@ impl Cosmology {
     }
 }
 
+/// The differentiable parameters of a [`Cosmology`] as scalars `S`: `f64` copied from it
+/// ([`Params::of`]), or duals seeded by `tangent.rs`. The generic builders of `growth.rs` and
+/// `linear.rs` take these, so one code path serves the f64 tables and their tangents.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Params<S> {
+    pub(crate) omega_m: S,
+    pub(crate) omega_b: S,
+    pub(crate) h: S,
+    pub(crate) n_s: S,
+    pub(crate) sigma8: Option<S>,
+    pub(crate) a_s: Option<S>,
+    pub(crate) w0: S,
+    pub(crate) wa: S,
+    pub(crate) omega_k: S,
+    pub(crate) t_cmb: S,
+}
+
+impl Params<f64> {
+    pub(crate) fn of(c: &Cosmology) -> Self {
+        Params {
+            omega_m: c.omega_m,
+            omega_b: c.omega_b,
+            h: c.h,
+            n_s: c.n_s,
+            sigma8: c.sigma8,
+            a_s: c.a_s,
+            w0: c.w0,
+            wa: c.wa,
+            omega_k: c.omega_k,
+            t_cmb: c.t_cmb,
+        }
+    }
+}
+
+impl<S: Scalar> Params<S> {
+    /// The background numbers; Ω_de = 1 − Ω_m − Ω_k (so Ω_m and Ω_k vary at fixed other one).
+    pub(crate) fn background(&self) -> Background<S> {
+        Background {
+            omega_m: self.omega_m,
+            omega_k: self.omega_k,
+            omega_de: S::from(1.0) - self.omega_m - self.omega_k,
+            w0: self.w0,
+            wa: self.wa,
+        }
+    }
+}
+
 /// The few background numbers that E(a) needs, copied out of a [`Cosmology`] so that tables built
 /// from it (e.g. `Growth`) own them and stay `'static`. docs/cosmology.md eqs. 1–5.
+///
+/// Generic over the [`Scalar`] `S`: `f64`, or duals carrying ∂/∂θ (docs/adjoint.md §T).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Background {
-    pub(crate) omega_m: f64,
-    pub(crate) omega_k: f64,
-    pub(crate) omega_de: f64,
-    pub(crate) w0: f64,
-    pub(crate) wa: f64,
+pub(crate) struct Background<S = f64> {
+    pub(crate) omega_m: S,
+    pub(crate) omega_k: S,
+    pub(crate) omega_de: S,
+    pub(crate) w0: S,
+    pub(crate) wa: S,
 }
 
 impl Background {
     pub(crate) fn of(c: &Cosmology) -> Self {
-        Background {
-            omega_m: c.omega_m,
-            omega_k: c.omega_k,
-            omega_de: 1.0 - c.omega_m - c.omega_k,
-            w0: c.w0,
-            wa: c.wa,
-        }
+        Params::of(c).background()
     }
+}
+
+impl<S: Scalar> Background<S> {
     /// w(a), eq. 2.
     #[inline]
-    pub(crate) fn w(&self, a: f64) -> f64 {
+    pub(crate) fn w(&self, a: f64) -> S {
         self.w0 + self.wa * (1.0 - a)
     }
     /// ρ_de(a)/ρ_de(1), eq. 3 (exactly 1 for a cosmological constant).
     #[inline]
-    pub(crate) fn de_density_ratio(&self, a: f64) -> f64 {
-        if self.w0 == -1.0 && self.wa == 0.0 {
-            return 1.0;
+    pub(crate) fn de_density_ratio(&self, a: f64) -> S {
+        let x = (self.w0 + 1.0 + self.wa) * -3.0 * a.ln() - self.wa * 3.0 * (1.0 - a);
+        if self.w0.re() == -1.0 && self.wa.re() == 0.0 {
+            // Λ: exactly 1 (also at a = 0). A dual keeps the tangent of e^x at x = 0, which is
+            // ∂x/∂θ (∂/∂w0 and ∂/∂wa are not zero at Λ). docs/adjoint.md eq. T2.
+            return x.with_value(1.0);
         }
-        (-3.0 * (1.0 + self.w0 + self.wa) * a.ln() - 3.0 * self.wa * (1.0 - a)).exp()
+        x.exp()
     }
     /// E²(a), eq. 1.
     #[inline]
-    pub(crate) fn e2(&self, a: f64) -> f64 {
+    pub(crate) fn e2(&self, a: f64) -> S {
         let ia = 1.0 / a;
         self.omega_m * ia * ia * ia + self.omega_k * ia * ia + self.omega_de * self.de_density_ratio(a)
     }
     /// (E², dlnE/dlna), eq. 4, sharing the work.
     #[inline]
-    pub(crate) fn e2_and_dlne(&self, a: f64) -> (f64, f64) {
+    pub(crate) fn e2_and_dlne(&self, a: f64) -> (S, S) {
         let ia = 1.0 / a;
         let m = self.omega_m * ia * ia * ia;
         let k = self.omega_k * ia * ia;
         let de = self.omega_de * self.de_density_ratio(a);
         let e2 = m + k + de;
-        let de2 = -3.0 * m - 2.0 * k - 3.0 * (1.0 + self.w(a)) * de;
-        (e2, 0.5 * de2 / e2)
+        let de2 = m * -3.0 - k * 2.0 - (self.w(a) + 1.0) * 3.0 * de;
+        (e2, de2 * 0.5 / e2)
     }
 }
 

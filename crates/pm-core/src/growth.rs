@@ -18,9 +18,16 @@
 //! * Time-stepping factors (eqs. 12–13), time τ = H0 t: `gp = a² E D1'`, `gf = dgp/dτ =
 //!   a² E² [(2 + dlnE/dlna) D1' + D1''] = 3/2 Ω_m D1 / a`, and the same for D2 with the source.
 //!
-//! Everything is `f64` and dimensionless (a, D, f), time in 1/H0.
+//! Everything is dimensionless (a, D, f), time in 1/H0. The public API is `f64` (`Growth` =
+//! `Growth<f64>`).
+//!
+//! **What is differentiated.** The integration, normalisation and interpolation are generic over
+//! [`Scalar`]: `Growth<Dual<N>>` (built by `tangent.rs`) carries ∂/∂(Ω_m, w0, wa, Ω_k) of every
+//! node and so of D1, D2, their ln-a derivatives, gp, gf, gp2, gf2 and D1_EdS(1), as the exact
+//! derivative of the discrete RK4 + Hermite scheme (docs/adjoint.md §T, eq. T3).
 
 use crate::cosmology::{Background, Cosmology};
+use crate::dual::Scalar;
 use crate::error::{Error, Result};
 
 /// Scale factor at which the growth ODEs start from their growing-mode solutions
@@ -45,9 +52,13 @@ const D2PP: usize = 5;
 /// interpolation in ln a. All values are normalised so that D1(a = 1) = 1, with D2 in the same
 /// units (D2 ≈ −3/7 D1²). Owns copies of the background parameters it needs, so it is `'static`,
 /// `Clone`, `Send` and `Sync`.
+///
+/// The scalar `S` is `f64` (the default, what the simulation uses) or a [`crate::dual::Dual`]
+/// whose gradient holds the derivatives with respect to the cosmological parameters; such tables
+/// are built by [`crate::tangent::CosmoTangents`] through the same integration code.
 #[derive(Clone, Debug)]
-pub struct Growth {
-    bg: Background,
+pub struct Growth<S = f64> {
+    bg: Background<S>,
     /// ln a of node 0 (= ln A_INIT).
     x0: f64,
     /// Node spacing in ln a.
@@ -55,9 +66,9 @@ pub struct Growth {
     /// Largest scale factor that may be evaluated: max(a_max, 1).
     a_max: f64,
     /// Per node: D1, D1', D1'', D2, D2', D2'' (normalised, prime = d/dln a).
-    nodes: Vec<[f64; 6]>,
+    nodes: Vec<[S; 6]>,
     /// D1(a = 1) in the early-time normalisation D1 → a.
-    d1_eds_today: f64,
+    d1_eds_today: S,
 }
 
 impl Growth {
@@ -70,6 +81,15 @@ impl Growth {
     /// while integrating. Takes well under a millisecond.
     pub fn new(cosmo: &Cosmology, a_max: f64) -> Result<Growth> {
         cosmo.validate()?;
+        Growth::integrate(Background::of(cosmo), a_max)
+    }
+}
+
+impl<S: Scalar> Growth<S> {
+    /// The body of [`Growth::new`] for any scalar (the cosmology already validated): checks
+    /// `a_max`, integrates (eq. 9) and normalises (eq. 11). With duals this differentiates the
+    /// discrete RK4 scheme exactly (docs/adjoint.md eq. T3).
+    pub(crate) fn integrate(bg: Background<S>, a_max: f64) -> Result<Growth<S>> {
         if !(a_max.is_finite() && a_max > A_INIT) {
             return Err(Error::invalid(
                 "time.a_stop",
@@ -77,7 +97,6 @@ impl Growth {
                 format!("a finite scale factor above the growth start a_init = {A_INIT:e}"),
             ));
         }
-        let bg = Background::of(cosmo);
         let a_end = a_max.max(1.0);
         let x0 = A_INIT.ln();
         let n_today = (-x0 / DLNA).ceil() as usize;
@@ -87,7 +106,7 @@ impl Growth {
         // `validate` checked E² > 0 up to a = 10; check the rest of the range asked for.
         for i in n_today..n_nodes {
             let a = (i as f64 * dx + x0).exp();
-            let e2 = bg.e2(a);
+            let e2 = bg.e2(a).re();
             if !(e2.is_finite() && e2 > 0.0) {
                 return Err(Error::invalid(
                     "time.a_stop",
@@ -100,19 +119,20 @@ impl Growth {
         // Integrate the scaled variables u = D1/a, v = D2/a² (eq. 9), which are exactly constant
         // in matter domination, so RK4 is exact there (and accurate to ~1e-10 elsewhere).
         // y = (u, u', v, v'); growing-mode ICs (eq. 8) are u = 1, v = −3/7, u' = v' = 0.
-        let mut y = [1.0, 0.0, -3.0 / 7.0, 0.0];
-        let rhs = |x: f64, y: &[f64; 4]| -> [f64; 4] {
+        let zero = S::from(0.0);
+        let mut y = [S::from(1.0), zero, S::from(-3.0 / 7.0), zero];
+        let rhs = |x: f64, y: &[S; 4]| -> [S; 4] {
             let a = x.exp();
             let (e2, eps) = bg.e2_and_dlne(a);
-            let om15 = 1.5 * bg.omega_m / (a * a * a * e2);
-            let upp = -(4.0 + eps) * y[1] - (3.0 + eps - om15) * y[0];
-            let vpp = -(6.0 + eps) * y[3] - (8.0 + 2.0 * eps - om15) * y[2] - om15 * y[0] * y[0];
+            let om15 = bg.omega_m * 1.5 / (e2 * (a * a * a));
+            let upp = -(eps + 4.0) * y[1] - (eps + 3.0 - om15) * y[0];
+            let vpp = -(eps + 6.0) * y[3] - (eps * 2.0 + 8.0 - om15) * y[2] - om15 * y[0] * y[0];
             [y[1], upp, y[3], vpp]
         };
-        let to_node = |x: f64, y: &[f64; 4]| -> [f64; 6] {
+        let to_node = |x: f64, y: &[S; 4]| -> [S; 6] {
             let a = x.exp();
-            let (d1, d1p) = (a * y[0], a * (y[0] + y[1]));
-            let (d2, d2p) = (a * a * y[2], a * a * (2.0 * y[2] + y[3]));
+            let (d1, d1p) = (y[0] * a, (y[0] + y[1]) * a);
+            let (d2, d2p) = (y[2] * (a * a), (y[2] * 2.0 + y[3]) * (a * a));
             let (d1pp, d2pp) = second_derivatives(&bg, a, d1, d1p, d2, d2p);
             [d1, d1p, d1pp, d2, d2p, d2pp]
         };
@@ -124,14 +144,13 @@ impl Growth {
                 break;
             }
             // Classical RK4 (eq. 9).
-            let add =
-                |y: &[f64; 4], k: &[f64; 4], s: f64| -> [f64; 4] { [y[0] + s * k[0], y[1] + s * k[1], y[2] + s * k[2], y[3] + s * k[3]] };
+            let add = |y: &[S; 4], k: &[S; 4], s: f64| -> [S; 4] { [y[0] + k[0] * s, y[1] + k[1] * s, y[2] + k[2] * s, y[3] + k[3] * s] };
             let k1 = rhs(x, &y);
             let k2 = rhs(x + 0.5 * dx, &add(&y, &k1, 0.5 * dx));
             let k3 = rhs(x + 0.5 * dx, &add(&y, &k2, 0.5 * dx));
             let k4 = rhs(x + dx, &add(&y, &k3, dx));
             for j in 0..4 {
-                y[j] += dx / 6.0 * (k1[j] + 2.0 * (k2[j] + k3[j]) + k4[j]);
+                y[j] = y[j] + (k1[j] + (k2[j] + k3[j]) * 2.0 + k4[j]) * (dx / 6.0);
             }
             if !y.iter().all(|v| v.is_finite()) {
                 return Err(Error::NonFinite {
@@ -143,13 +162,13 @@ impl Growth {
 
         // Normalise (eq. 11): D1(1) = 1, D2 in the same units.
         let norm = nodes[n_today][D1];
-        let (n1, n2) = (1.0 / norm, 1.0 / (norm * norm));
+        let (n1, n2) = (S::from(1.0) / norm, S::from(1.0) / (norm * norm));
         for node in nodes.iter_mut() {
             for j in [D1, D1P, D1PP] {
-                node[j] *= n1;
+                node[j] = node[j] * n1;
             }
             for j in [D2, D2P, D2PP] {
-                node[j] *= n2;
+                node[j] = node[j] * n2;
             }
         }
         Ok(Growth {
@@ -178,20 +197,20 @@ impl Growth {
 
     /// Cubic Hermite interpolation (eq. 10) of the quantity `v` whose ln-a derivative is `dv`.
     #[inline]
-    fn hermite(&self, i: usize, u: f64, v: usize, dv: usize) -> f64 {
+    fn hermite(&self, i: usize, u: f64, v: usize, dv: usize) -> S {
         let (p, q) = (&self.nodes[i], &self.nodes[i + 1]);
         let w = 1.0 - u;
         let h00 = (1.0 + 2.0 * u) * w * w;
         let h10 = u * w * w;
         let h01 = u * u * (3.0 - 2.0 * u);
         let h11 = -u * u * w;
-        h00 * p[v] + h01 * q[v] + self.dx * (h10 * p[dv] + h11 * q[dv])
+        p[v] * h00 + q[v] * h01 + (p[dv] * h10 + q[dv] * h11) * self.dx
     }
 
     /// (D1, D1', D2, D2') at `a`.
     #[inline]
     #[track_caller]
-    fn state(&self, a: f64) -> [f64; 4] {
+    fn state(&self, a: f64) -> [S; 4] {
         let (i, u) = self.locate(a);
         [
             self.hermite(i, u, D1, D1P),
@@ -204,7 +223,7 @@ impl Growth {
     /// Linear growth factor D1(a), normalised to D1(1) = 1 (dimensionless). docs/cosmology.md
     /// eqs. 6, 11.
     #[track_caller]
-    pub fn d1(&self, a: f64) -> f64 {
+    pub fn d1(&self, a: f64) -> S {
         let (i, u) = self.locate(a);
         self.hermite(i, u, D1, D1P)
     }
@@ -212,49 +231,49 @@ impl Growth {
     /// Second-order growth factor D2(a) in the units of D1 (D2 ≈ −3/7 D1² < 0; dimensionless).
     /// docs/cosmology.md eqs. 7, 11.
     #[track_caller]
-    pub fn d2(&self, a: f64) -> f64 {
+    pub fn d2(&self, a: f64) -> S {
         let (i, u) = self.locate(a);
         self.hermite(i, u, D2, D2P)
     }
 
     /// dD1/dln a (dimensionless, normalised units).
     #[track_caller]
-    pub fn d1_lna(&self, a: f64) -> f64 {
+    pub fn d1_lna(&self, a: f64) -> S {
         let (i, u) = self.locate(a);
         self.hermite(i, u, D1P, D1PP)
     }
 
     /// dD2/dln a (dimensionless, normalised units).
     #[track_caller]
-    pub fn d2_lna(&self, a: f64) -> f64 {
+    pub fn d2_lna(&self, a: f64) -> S {
         let (i, u) = self.locate(a);
         self.hermite(i, u, D2P, D2PP)
     }
 
     /// d²D1/dln a², from the ODE (docs/cosmology.md eqs. 6, 10) at the interpolated D1, D1'.
     #[track_caller]
-    pub fn d1_lna2(&self, a: f64) -> f64 {
+    pub fn d1_lna2(&self, a: f64) -> S {
         let s = self.state(a);
         second_derivatives(&self.bg, a, s[0], s[1], s[2], s[3]).0
     }
 
     /// d²D2/dln a², from the ODE (docs/cosmology.md eqs. 7, 10) at the interpolated values.
     #[track_caller]
-    pub fn d2_lna2(&self, a: f64) -> f64 {
+    pub fn d2_lna2(&self, a: f64) -> S {
         let s = self.state(a);
         second_derivatives(&self.bg, a, s[0], s[1], s[2], s[3]).1
     }
 
     /// Linear growth rate f1 = dln D1/dln a (dimensionless).
     #[track_caller]
-    pub fn f1(&self, a: f64) -> f64 {
+    pub fn f1(&self, a: f64) -> S {
         let (i, u) = self.locate(a);
         self.hermite(i, u, D1P, D1PP) / self.hermite(i, u, D1, D1P)
     }
 
     /// Second-order growth rate f2 = dln D2/dln a (dimensionless; ≈ 2 f1).
     #[track_caller]
-    pub fn f2(&self, a: f64) -> f64 {
+    pub fn f2(&self, a: f64) -> S {
         let (i, u) = self.locate(a);
         self.hermite(i, u, D2P, D2PP) / self.hermite(i, u, D2, D2P)
     }
@@ -262,7 +281,7 @@ impl Growth {
     /// D1(a = 1) in the early-time normalisation D1 → a as a → 0 (dimensionless;
     /// 0.785554904494 for the Planck-2018 reference cosmology). Enters the A_s normalisation of the
     /// linear power (docs/cosmology.md eq. 24).
-    pub fn d1_edsnorm_today(&self) -> f64 {
+    pub fn d1_edsnorm_today(&self) -> S {
         self.d1_eds_today
     }
 
@@ -278,23 +297,23 @@ impl Growth {
 
     /// E(a) = H/H0 of the cosmology the table was built for (dimensionless). docs/cosmology.md
     /// eq. 1.
-    pub fn e(&self, a: f64) -> f64 {
+    pub fn e(&self, a: f64) -> S {
         self.bg.e2(a).sqrt()
     }
 
     /// dln E/dln a of the cosmology the table was built for (dimensionless). docs/cosmology.md
     /// eq. 4.
-    pub fn dlne_dlna(&self, a: f64) -> f64 {
+    pub fn dlne_dlna(&self, a: f64) -> S {
         self.bg.e2_and_dlne(a).1
     }
 
     /// The background parameters the table was built from.
-    pub(crate) fn background(&self) -> &Background {
+    pub(crate) fn background(&self) -> &Background<S> {
         &self.bg
     }
 
     /// Ω_m today of the cosmology the table was built for (dimensionless).
-    pub fn omega_m(&self) -> f64 {
+    pub fn omega_m(&self) -> S {
         self.bg.omega_m
     }
 
@@ -302,46 +321,46 @@ impl Growth {
     /// the canonical momentum p = a² dx/dτ (τ = H0 t) of x = q + D1 s is p = gp(a) s.
     /// docs/cosmology.md eq. 12.
     #[track_caller]
-    pub fn gp(&self, a: f64) -> f64 {
-        a * a * self.e(a) * self.d1_lna(a)
+    pub fn gp(&self, a: f64) -> S {
+        self.e(a) * (a * a) * self.d1_lna(a)
     }
 
     /// FastPM force factor for 1LPT, gf(a) = dgp/dτ = a² E² [(2 + dlnE/dlna) D1' + D1''],
     /// which equals 3/2 Ω_m D1(a)/a by the ODE (time unit 1/H0). docs/cosmology.md eq. 13.
     #[track_caller]
-    pub fn gf(&self, a: f64) -> f64 {
+    pub fn gf(&self, a: f64) -> S {
         let s = self.state(a);
         let (e2, dlne) = self.bg.e2_and_dlne(a);
         let (d1pp, _) = second_derivatives(&self.bg, a, s[0], s[1], s[2], s[3]);
-        a * a * e2 * ((2.0 + dlne) * s[1] + d1pp)
+        e2 * (a * a) * ((dlne + 2.0) * s[1] + d1pp)
     }
 
     /// FastPM momentum factor for 2LPT, gp2(a) = a² E(a) dD2/dln a (same units as
     /// [`Growth::gp`]). docs/cosmology.md eq. 12.
     #[track_caller]
-    pub fn gp2(&self, a: f64) -> f64 {
-        a * a * self.e(a) * self.d2_lna(a)
+    pub fn gp2(&self, a: f64) -> S {
+        self.e(a) * (a * a) * self.d2_lna(a)
     }
 
     /// FastPM force factor for 2LPT, gf2(a) = dgp2/dτ = a² E² [(2 + dlnE/dlna) D2' + D2''],
     /// which equals 3/2 Ω_m (D2 − D1²)/a by the ODE. docs/cosmology.md eq. 13.
     #[track_caller]
-    pub fn gf2(&self, a: f64) -> f64 {
+    pub fn gf2(&self, a: f64) -> S {
         let s = self.state(a);
         let (e2, dlne) = self.bg.e2_and_dlne(a);
         let (_, d2pp) = second_derivatives(&self.bg, a, s[0], s[1], s[2], s[3]);
-        a * a * e2 * ((2.0 + dlne) * s[3] + d2pp)
+        e2 * (a * a) * ((dlne + 2.0) * s[3] + d2pp)
     }
 }
 
 /// (D1'', D2'') from the growth ODEs, docs/cosmology.md eqs. 6–7 (any common normalisation of
 /// D1 and D2 = D1² units).
 #[inline]
-fn second_derivatives(bg: &Background, a: f64, d1: f64, d1p: f64, d2: f64, d2p: f64) -> (f64, f64) {
+fn second_derivatives<S: Scalar>(bg: &Background<S>, a: f64, d1: S, d1p: S, d2: S, d2p: S) -> (S, S) {
     let (e2, dlne) = bg.e2_and_dlne(a);
-    let om = bg.omega_m / (a * a * a * e2);
-    let damp = 2.0 + dlne;
-    (-damp * d1p + 1.5 * om * d1, -damp * d2p + 1.5 * om * (d2 - d1 * d1))
+    let om = bg.omega_m / (e2 * (a * a * a));
+    let damp = dlne + 2.0;
+    (-damp * d1p + om * 1.5 * d1, -damp * d2p + om * 1.5 * (d2 - d1 * d1))
 }
 
 #[cfg(test)]

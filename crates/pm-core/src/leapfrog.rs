@@ -17,7 +17,12 @@
 //! **Adjoints.** Kick `p += K A` and drift `s += Δ p` are linear in (s, p) with unit Jacobian
 //! determinant; their VJPs are `Ā += K p̄` and `p̄ += Δ s̄` (docs/adjoint.md eqs. L1–L2),
 //! provided here as [`kick`]/[`drift`] applied to the cotangents with the roles swapped.
+//!
+//! **What is differentiated.** The kick and drift factors are generic over the cosmology scalar
+//! ([`Scalar`]); on duals they carry ∂K/∂θ and ∂Δ/∂θ (docs/adjoint.md eqs. T9–T10), used through
+//! [`crate::tangent::CosmoTangents`].
 
+use crate::dual::Scalar;
 use crate::float::Real;
 use crate::growth::Growth;
 use rayon::prelude::*;
@@ -25,35 +30,44 @@ use rayon::prelude::*;
 pub use crate::config::Spacing;
 
 /// Growth-aware FastPM time-step coefficients for one cosmology.
+///
+/// `S` is `f64` (the default, what the simulation uses) or a [`crate::dual::Dual`]: then the
+/// factors carry their derivatives with respect to the cosmological parameters
+/// ([`crate::tangent::CosmoTangents`] holds such a `Stepper`; one formula serves both).
 #[derive(Clone, Debug)]
-pub struct Stepper {
-    growth: Growth,
-    omega_m: f64,
+pub struct Stepper<S = f64> {
+    growth: Growth<S>,
+    omega_m: S,
 }
 
 impl Stepper {
-    /// Coefficients from the growth tables and Ω_m (the force prefactor (3/2) Ω_m / a).
-    pub fn new(growth: Growth, omega_m: f64) -> Self {
-        Stepper { growth, omega_m }
-    }
-    /// The growth tables.
-    pub fn growth(&self) -> &Growth {
-        &self.growth
-    }
-    /// Multiplier of the normalised acceleration `A(a_c)` in a kick from `a0` to `a1`:
-    /// `(3/2) Ω_m / a_c · [g_p(a1) − g_p(a0)] / g_f(a_c)` (dimensionless).
-    pub fn kick_factor(&self, a0: f64, a1: f64, ac: f64) -> f64 {
-        1.5 * self.omega_m / ac * (self.growth.gp(a1) - self.growth.gp(a0)) / self.growth.gf(ac)
-    }
-    /// Multiplier of the momentum `p(a_c)` in a drift from `a0` to `a1`:
-    /// `[D₁(a1) − D₁(a0)] / g_p(a_c)` (dimensionless in H0 = 1 units).
-    pub fn drift_factor(&self, a0: f64, a1: f64, ac: f64) -> f64 {
-        (self.growth.d1(a1) - self.growth.d1(a0)) / self.growth.gp(ac)
-    }
     /// Peculiar velocity in km/s of canonical momentum `p` at scale factor `a`: `v = 100 p / a`
     /// (H0 = 100 h km/s/Mpc, lengths in Mpc/h).
     pub fn velocity_factor(a: f64) -> f64 {
         100.0 / a
+    }
+}
+
+impl<S: Scalar> Stepper<S> {
+    /// Coefficients from the growth tables and Ω_m (the force prefactor (3/2) Ω_m / a).
+    pub fn new(growth: Growth<S>, omega_m: S) -> Self {
+        Stepper { growth, omega_m }
+    }
+    /// The growth tables.
+    pub fn growth(&self) -> &Growth<S> {
+        &self.growth
+    }
+    /// Multiplier of the normalised acceleration `A(a_c)` in a kick from `a0` to `a1`:
+    /// `(3/2) Ω_m / a_c · [g_p(a1) − g_p(a0)] / g_f(a_c)` (dimensionless). Tangent:
+    /// docs/adjoint.md eq. T9.
+    pub fn kick_factor(&self, a0: f64, a1: f64, ac: f64) -> S {
+        self.omega_m * 1.5 / ac * (self.growth.gp(a1) - self.growth.gp(a0)) / self.growth.gf(ac)
+    }
+    /// Multiplier of the momentum `p(a_c)` in a drift from `a0` to `a1`:
+    /// `[D₁(a1) − D₁(a0)] / g_p(a_c)` (dimensionless in H0 = 1 units). Tangent: docs/adjoint.md
+    /// eq. T10.
+    pub fn drift_factor(&self, a0: f64, a1: f64, ac: f64) -> S {
+        (self.growth.d1(a1) - self.growth.d1(a0)) / self.growth.gp(ac)
     }
 }
 

@@ -3,6 +3,9 @@
 //! The particle-mesh core of cosmograd: cosmology and growth, linear power, white noise and
 //! linear modes, LPT, CIC paint/readout, FFT gravity, the FastPM leapfrog, power spectra.
 //! Every operator has its vector-Jacobian product (VJP) in the same file as its forward.
+//! The scalars taken from the cosmology (growth, step factors, P_L(k)) also come with their
+//! derivatives with respect to the cosmological parameters, by forward-mode dual numbers
+//! ([`tangent::CosmoTangents`], [`dual`]).
 //!
 //! The forward pipeline, operator by operator (the same as [`sim::Simulation`] does; units and
 //! equations in `docs/physics.md`):
@@ -50,6 +53,7 @@ pub mod cic;
 pub mod config;
 pub mod correction;
 pub mod cosmology;
+pub mod dual;
 pub mod error;
 pub mod fft;
 pub mod float;
@@ -64,6 +68,7 @@ pub mod mesh;
 pub mod noise;
 pub mod power;
 pub mod sim;
+pub mod tangent;
 pub mod testing;
 
 pub use cosmology::Cosmology;

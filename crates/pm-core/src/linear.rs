@@ -9,36 +9,46 @@
 //! * [`LinearPower`]: P_L(k, a = 1) = A k^{n_s} T(k)² normalised by σ_8 (eq. 23, the top-hat
 //!   integral of eq. 25) or by A_s (eq. 24), or a (possibly σ_8-renormalised) table.
 //!
-//! Units: k in h/Mpc, P in (Mpc/h)³, radii in Mpc/h, T and σ dimensionless. All `f64`.
+//! Units: k in h/Mpc, P in (Mpc/h)³, radii in Mpc/h, T and σ dimensionless. The public API is
+//! `f64` (`LinearPower` = `LinearPower<f64>`).
+//!
+//! **What is differentiated.** The EH fit (`EhParams`: ∂/∂(Ω_m, Ω_b, h, T_cmb)), the power law
+//! k^{n_s}, the σ_8 normalisation through the top-hat quadrature and the A_s normalisation
+//! (through Ω_m, h, n_s, A_s and D1_EdS(1)) are generic over [`Scalar`]; `tangent.rs` runs them on
+//! duals to get ∂ln P_L/∂θ (docs/adjoint.md §T, eqs. T5–T8). A tabulated P(k) is held fixed: it
+//! depends on the parameters only through a σ_8 rescaling, if any.
 
-use crate::cosmology::{Background, Cosmology, C_OVER_H0};
+use crate::cosmology::{Background, Cosmology, Params, C_OVER_H0};
+use crate::dual::Scalar;
 use crate::error::{Error, Result};
 use crate::growth::Growth;
 use std::f64::consts::{E, PI};
 use std::path::Path;
 
 /// Precomputed scalars of the Eisenstein & Hu (1998) fit for one cosmology (lengths in Mpc,
-/// wavenumbers in 1/Mpc, as in the paper). docs/cosmology.md eqs. 14–22.
+/// wavenumbers in 1/Mpc, as in the paper). docs/cosmology.md eqs. 14–22. Generic over the
+/// [`Scalar`] (duals carry ∂/∂(Ω_m, Ω_b, h, T_cmb)).
 #[derive(Clone, Debug, PartialEq)]
-struct EhParams {
-    h: f64,
-    f_b: f64,
-    f_c: f64,
-    k_eq: f64,
-    s: f64,
-    k_silk: f64,
-    alpha_c: f64,
-    beta_c: f64,
-    alpha_b: f64,
-    beta_b: f64,
-    beta_node: f64,
-    alpha_gamma: f64,
-    om_h2: f64,
-    theta2: f64,
+struct EhParams<S = f64> {
+    h: S,
+    f_b: S,
+    f_c: S,
+    k_eq: S,
+    s: S,
+    k_silk: S,
+    alpha_c: S,
+    beta_c: S,
+    alpha_b: S,
+    beta_b: S,
+    beta_node: S,
+    alpha_gamma: S,
+    om_h2: S,
+    theta2: S,
 }
 
-impl EhParams {
-    fn new(c: &Cosmology) -> Self {
+impl<S: Scalar> EhParams<S> {
+    fn new(c: &Params<S>) -> Self {
+        let one = S::from(1.0);
         let theta = c.t_cmb / 2.7;
         let theta2 = theta * theta;
         let theta4 = theta2 * theta2;
@@ -48,37 +58,39 @@ impl EhParams {
         let f_b = c.omega_b / c.omega_m;
         let f_c = (c.omega_m - c.omega_b) / c.omega_m;
         // Paper eqs. 2–3: equality redshift and wavenumber [1/Mpc].
-        let z_eq = 2.50e4 * om_h2 / theta4;
-        let k_eq = 7.46e-2 * om_h2 / theta2;
+        let z_eq = om_h2 * 2.50e4 / theta4;
+        let k_eq = om_h2 * 7.46e-2 / theta2;
         // Eq. 4: drag epoch.
-        let b1 = 0.313 * om_h2.powf(-0.419) * (1.0 + 0.607 * om_h2.powf(0.674));
-        let b2 = 0.238 * om_h2.powf(0.223);
-        let z_d = 1291.0 * om_h2.powf(0.251) / (1.0 + 0.659 * om_h2.powf(0.828)) * (1.0 + b1 * ob_h2.powf(b2));
+        let b1 = om_h2.powf(-0.419) * 0.313 * (om_h2.powf(0.674) * 0.607 + 1.0);
+        let b2 = om_h2.powf(0.223) * 0.238;
+        let z_d = om_h2.powf(0.251) * 1291.0 / (om_h2.powf(0.828) * 0.659 + 1.0) * (b1 * ob_h2.pow(b2) + 1.0);
         // Eq. 5: baryon-to-photon momentum ratio R = 31.5 Ω_b h² Θ⁻⁴ (z/10³)⁻¹.
-        let r_of = |z: f64| 31.5 * ob_h2 / theta4 * (1e3 / z);
+        let r_of = |z: S| ob_h2 * 31.5 / theta4 * (S::from(1e3) / z);
         let (r_d, r_eq) = (r_of(z_d), r_of(z_eq));
         // Eq. 6: sound horizon at the drag epoch [Mpc].
-        let s = 2.0 / (3.0 * k_eq) * (6.0 / r_eq).sqrt() * (((1.0 + r_d).sqrt() + (r_d + r_eq).sqrt()) / (1.0 + r_eq.sqrt())).ln();
+        let s = S::from(2.0) / (k_eq * 3.0)
+            * (S::from(6.0) / r_eq).sqrt()
+            * (((r_d + 1.0).sqrt() + (r_d + r_eq).sqrt()) / (r_eq.sqrt() + 1.0)).ln();
         // Eq. 7: Silk damping scale [1/Mpc].
-        let k_silk = 1.6 * ob_h2.powf(0.52) * om_h2.powf(0.73) * (1.0 + (10.4 * om_h2).powf(-0.95));
+        let k_silk = ob_h2.powf(0.52) * 1.6 * om_h2.powf(0.73) * ((om_h2 * 10.4).powf(-0.95) + 1.0);
         // Eq. 11: CDM suppression.
-        let a1 = (46.9 * om_h2).powf(0.670) * (1.0 + (32.1 * om_h2).powf(-0.532));
-        let a2 = (12.0 * om_h2).powf(0.424) * (1.0 + (45.0 * om_h2).powf(-0.582));
-        let alpha_c = a1.powf(-f_b) * a2.powf(-f_b.powi(3));
+        let a1 = (om_h2 * 46.9).powf(0.670) * ((om_h2 * 32.1).powf(-0.532) + 1.0);
+        let a2 = (om_h2 * 12.0).powf(0.424) * ((om_h2 * 45.0).powf(-0.582) + 1.0);
+        let alpha_c = a1.pow(-f_b) * a2.pow(-f_b.powi(3));
         // Eq. 12: CDM log shift.
-        let bb1 = 0.944 / (1.0 + (458.0 * om_h2).powf(-0.708));
-        let bb2 = (0.395 * om_h2).powf(-0.0266);
-        let beta_c = 1.0 / (1.0 + bb1 * (f_c.powf(bb2) - 1.0));
+        let bb1 = S::from(0.944) / ((om_h2 * 458.0).powf(-0.708) + 1.0);
+        let bb2 = (om_h2 * 0.395).powf(-0.0266);
+        let beta_c = one / (bb1 * (f_c.pow(bb2) - 1.0) + 1.0);
         // Eqs. 14–15: baryon suppression with G(y), y = (1 + z_eq)/(1 + z_d).
-        let y = (1.0 + z_eq) / (1.0 + z_d);
-        let sq = (1.0 + y).sqrt();
-        let g = y * (-6.0 * sq + (2.0 + 3.0 * y) * ((sq + 1.0) / (sq - 1.0)).ln());
-        let alpha_b = 2.07 * k_eq * s * (1.0 + r_d).powf(-0.75) * g;
+        let y = (z_eq + 1.0) / (z_d + 1.0);
+        let sq = (y + 1.0).sqrt();
+        let g = y * (sq * -6.0 + (y * 3.0 + 2.0) * ((sq + 1.0) / (sq - 1.0)).ln());
+        let alpha_b = k_eq * 2.07 * s * (r_d + 1.0).powf(-0.75) * g;
         // Eqs. 23–24: node shift and baryon envelope shift.
-        let beta_node = 8.41 * om_h2.powf(0.435);
-        let beta_b = 0.5 + f_b + (3.0 - 2.0 * f_b) * ((17.2 * om_h2).powi(2) + 1.0).sqrt();
+        let beta_node = om_h2.powf(0.435) * 8.41;
+        let beta_b = f_b + 0.5 + (S::from(3.0) - f_b * 2.0) * ((om_h2 * 17.2).powi(2) + 1.0).sqrt();
         // Eq. 31: small-scale suppression of the effective shape Γ.
-        let alpha_gamma = 1.0 - 0.328 * (431.0 * om_h2).ln() * f_b + 0.38 * (22.3 * om_h2).ln() * f_b * f_b;
+        let alpha_gamma = one - (om_h2 * 431.0).ln() * 0.328 * f_b + (om_h2 * 22.3).ln() * 0.38 * f_b * f_b;
         EhParams {
             h,
             f_b,
@@ -100,27 +112,28 @@ impl EhParams {
     /// Paper eqs. 19–20: T̃0(q; α, β) = L/(L + C q²), L = ln(e + 1.8 β q),
     /// C = 14.2/α + 386/(1 + 69.9 q^1.08).
     #[inline]
-    fn t0_tilde(q: f64, alpha: f64, beta: f64) -> f64 {
-        let l = (E + 1.8 * beta * q).ln();
-        let c = 14.2 / alpha + 386.0 / (1.0 + 69.9 * q.powf(1.08));
+    fn t0_tilde(q: S, alpha: S, beta: S) -> S {
+        let l = (beta * 1.8 * q + E).ln();
+        let c = S::from(14.2) / alpha + S::from(386.0) / (q.powf(1.08) * 69.9 + 1.0);
         l / (l + c * q * q)
     }
 
     /// Full EH98 transfer function at `k` in h/Mpc, paper eqs. 16–24.
-    fn t_wiggle(&self, k: f64) -> f64 {
+    fn t_wiggle(&self, k: f64) -> S {
+        let one = S::from(1.0);
         if k <= 0.0 {
-            return 1.0;
+            return one;
         }
-        let k = k * self.h; // 1/Mpc
-        let q = k / (13.41 * self.k_eq); // eq. 10
+        let k = self.h * k; // 1/Mpc
+        let q = k / (self.k_eq * 13.41); // eq. 10
         let ks = k * self.s;
         // Eqs. 17–18: CDM part.
-        let f = 1.0 / (1.0 + (ks / 5.4).powi(4));
-        let t_c = f * Self::t0_tilde(q, 1.0, self.beta_c) + (1.0 - f) * Self::t0_tilde(q, self.alpha_c, self.beta_c);
+        let f = one / ((ks / 5.4).powi(4) + 1.0);
+        let t_c = f * Self::t0_tilde(q, one, self.beta_c) + (one - f) * Self::t0_tilde(q, self.alpha_c, self.beta_c);
         // Eqs. 21–22: baryon part; k s̃ = ks / (1 + (β_node/ks)³)^{1/3} = ks² / (β_node³ + ks³)^{1/3}.
         let ks3 = ks * ks * ks;
         let ks_tilde = ks * ks / (self.beta_node.powi(3) + ks3).cbrt();
-        let t_b = (Self::t0_tilde(q, 1.0, 1.0) / (1.0 + (ks / 5.2).powi(2))
+        let t_b = (Self::t0_tilde(q, one, one) / ((ks / 5.2).powi(2) + 1.0)
             + self.alpha_b * ks3 / (self.beta_b.powi(3) + ks3) * (-(k / self.k_silk).powf(1.4)).exp())
             * sinc(ks_tilde);
         // Eq. 16.
@@ -129,27 +142,27 @@ impl EhParams {
 
     /// No-wiggle EH98 transfer function at `k` in h/Mpc, paper eqs. 28–31 with the exact sound
     /// horizon of eq. 6.
-    fn t_nowiggle(&self, k: f64) -> f64 {
+    fn t_nowiggle(&self, k: f64) -> S {
         if k <= 0.0 {
-            return 1.0;
+            return S::from(1.0);
         }
-        let k = k * self.h; // 1/Mpc
+        let k = self.h * k; // 1/Mpc
                             // Eq. 30: Γ_eff/(Ω_m h) = α_Γ + (1 − α_Γ)/(1 + (0.43 k s)⁴).
-        let gamma_ratio = self.alpha_gamma + (1.0 - self.alpha_gamma) / (1.0 + (0.43 * k * self.s).powi(4));
+        let gamma_ratio = self.alpha_gamma + (S::from(1.0) - self.alpha_gamma) / ((k * 0.43 * self.s).powi(4) + 1.0);
         // Eq. 28: q = k Θ² / (Γ_eff h) with k in 1/Mpc.
         let q = k * self.theta2 / (self.om_h2 * gamma_ratio);
         // Eq. 29.
-        let l0 = (2.0 * E + 1.8 * q).ln();
-        let c0 = 14.2 + 731.0 / (1.0 + 62.5 * q);
+        let l0 = (q * 1.8 + 2.0 * E).ln();
+        let c0 = S::from(731.0) / (q * 62.5 + 1.0) + 14.2;
         l0 / (l0 + c0 * q * q)
     }
 }
 
 /// sin(x)/x with its Taylor series near 0.
 #[inline]
-fn sinc(x: f64) -> f64 {
-    if x.abs() < 1e-4 {
-        1.0 - x * x / 6.0
+fn sinc<S: Scalar>(x: S) -> S {
+    if x.re().abs() < 1e-4 {
+        S::from(1.0) - x * x / 6.0
     } else {
         x.sin() / x
     }
@@ -161,13 +174,13 @@ fn sinc(x: f64) -> f64 {
 /// docs/cosmology.md eqs. 14–21. Recomputes the cosmology-dependent scalars on every call; use
 /// [`LinearPower`] for many k.
 pub fn eh_transfer(c: &Cosmology, k: f64) -> f64 {
-    EhParams::new(c).t_wiggle(k)
+    EhParams::new(&Params::of(c)).t_wiggle(k)
 }
 
 /// Eisenstein & Hu (1998) no-wiggle transfer function, paper eqs. 28–31 with the exact sound horizon
 /// of eq. 6 (not the eq. 26 fit). `k` in h/Mpc; dimensionless. docs/cosmology.md eq. 22.
 pub fn eh_nowiggle_transfer(c: &Cosmology, k: f64) -> f64 {
-    EhParams::new(c).t_nowiggle(k)
+    EhParams::new(&Params::of(c)).t_nowiggle(k)
 }
 
 /// Top-hat window W(x) = 3 (sin x − x cos x)/x³, with its Taylor series for x < 0.1
@@ -190,19 +203,22 @@ const SIGMA_INTERVALS: usize = 4096;
 /// rms linear overdensity in a top-hat sphere of radius `r` (Mpc/h) for the power spectrum `p`
 /// (k in h/Mpc → P in (Mpc/h)³): σ²(R) = ∫ dln k k³ P(k)/(2π²) W(kR)² (docs/cosmology.md eq. 25),
 /// by composite Simpson in ln k over [1e-6, 1e4] h/Mpc with 4096 intervals. Dimensionless.
-pub fn sigma_tophat(p: impl Fn(f64) -> f64, r: f64) -> f64 {
+///
+/// Generic over the [`Scalar`] that `p` returns: with a dual-valued `p` the result carries
+/// ∂σ/∂θ = the same quadrature of ∂P/∂θ (docs/adjoint.md eq. T6).
+pub fn sigma_tophat<S: Scalar>(p: impl Fn(f64) -> S, r: f64) -> S {
     sigma_tophat_n(p, r, SIGMA_INTERVALS)
 }
 
-fn sigma_tophat_n(p: impl Fn(f64) -> f64, r: f64, n: usize) -> f64 {
+fn sigma_tophat_n<S: Scalar>(p: impl Fn(f64) -> S, r: f64, n: usize) -> S {
     debug_assert!(n % 2 == 0);
     let (lo, hi) = (SIGMA_K_MIN.ln(), SIGMA_K_MAX.ln());
     let dx = (hi - lo) / n as f64;
-    let mut sum = 0.0;
+    let mut sum = S::from(0.0);
     for i in 0..=n {
         let k = (lo + i as f64 * dx).exp();
         let w = tophat_window(k * r);
-        let f = k * k * k * p(k) * w * w;
+        let f = p(k) * (k * k * k) * w * w;
         let wt = if i == 0 || i == n {
             1.0
         } else if i % 2 == 1 {
@@ -210,7 +226,7 @@ fn sigma_tophat_n(p: impl Fn(f64) -> f64, r: f64, n: usize) -> f64 {
         } else {
             2.0
         };
-        sum += wt * f;
+        sum = sum + f * wt;
     }
     (sum * dx / 3.0 / (2.0 * PI * PI)).sqrt()
 }
@@ -412,19 +428,22 @@ pub enum Transfer {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-enum Shape {
-    Eh { params: EhParams, wiggle: bool },
+enum Shape<S> {
+    Eh { params: EhParams<S>, wiggle: bool },
     Table(PowerTable),
 }
 
 /// Normalised linear matter power spectrum at a = 1, P_L(k) in (Mpc/h)³ for k in h/Mpc
 /// (docs/cosmology.md eqs. 23–26). For other times scale by D1(a)² (D1(1) = 1).
+///
+/// The scalar `S` is `f64` (the default) or a [`crate::dual::Dual`] carrying the derivatives
+/// with respect to the cosmological parameters (built by [`crate::tangent::CosmoTangents`]).
 #[derive(Clone, Debug, PartialEq)]
-pub struct LinearPower {
-    shape: Shape,
-    amplitude: f64,
-    n_s: f64,
-    sigma8: f64,
+pub struct LinearPower<S = f64> {
+    shape: Shape<S>,
+    amplitude: S,
+    n_s: S,
+    sigma8: S,
 }
 
 impl LinearPower {
@@ -448,6 +467,15 @@ impl LinearPower {
                 format!("a Growth built from the same cosmology (omega_m = {}, omega_k, w0, wa)", c.omega_m),
             ));
         }
+        LinearPower::build(&Params::of(c), transfer, growth.d1_edsnorm_today())
+    }
+}
+
+impl<S: Scalar> LinearPower<S> {
+    /// The body of [`LinearPower::new`] for any scalar (cosmology validated, growth checked):
+    /// `d1_eds_today` is `Growth::d1_edsnorm_today` of the same cosmology. With duals the
+    /// normalisations carry their derivatives (docs/adjoint.md eqs. T5–T8).
+    pub(crate) fn build(c: &Params<S>, transfer: Transfer, d1_eds_today: S) -> Result<Self> {
         let is_table = matches!(transfer, Transfer::Table(_));
         let shape = match transfer {
             Transfer::EisensteinHu => Shape::Eh {
@@ -462,44 +490,45 @@ impl LinearPower {
         };
         let mut lp = LinearPower {
             shape,
-            amplitude: 1.0,
+            amplitude: S::from(1.0),
             n_s: c.n_s,
-            sigma8: f64::NAN,
+            sigma8: S::from(f64::NAN),
         };
         match (is_table, c.sigma8, c.a_s) {
             (true, _, Some(a_s)) => {
                 return Err(Error::invalid(
                     "cosmology.a_s",
-                    a_s,
+                    a_s.re(),
                     "no a_s with a tabulated P(k) (the table carries its own amplitude): give sigma8 to renormalise it, or neither",
                 ));
             }
-            // eq. 23 (and the rescaling of a table)
+            // eq. 23 (and the rescaling of a table); docs/adjoint.md eq. T5
             (_, Some(s8), None) => {
                 let s = lp.sigma_r(8.0);
                 lp.amplitude = (s8 / s).powi(2);
             }
-            // eq. 24
+            // eq. 24; docs/adjoint.md eq. T7
             (false, None, Some(a_s)) => {
-                let k_p = 0.05 / c.h;
-                let d = growth.d1_edsnorm_today();
-                lp.amplitude =
-                    2.0 * PI * PI * a_s * k_p.powf(1.0 - c.n_s) * 4.0 / 25.0 * C_OVER_H0.powi(4) * d * d / (c.omega_m * c.omega_m);
+                let k_p = S::from(0.05) / c.h;
+                let d = d1_eds_today;
+                lp.amplitude = a_s * (2.0 * PI * PI) * k_p.pow(S::from(1.0) - c.n_s) * 4.0 / 25.0 * C_OVER_H0.powi(4) * d * d
+                    / (c.omega_m * c.omega_m);
             }
             (true, None, None) => {}
             (false, s8, a_s) => {
                 return Err(Error::invalid(
                     "cosmology.sigma8",
-                    format!("sigma8 = {s8:?}, a_s = {a_s:?}"),
+                    format!("sigma8 = {:?}, a_s = {:?}", s8.map(S::re), a_s.map(S::re)),
                     "give exactly one of sigma8 or a_s to normalise the Eisenstein-Hu power spectrum",
                 ));
             }
         }
         lp.sigma8 = lp.sigma_r(8.0);
-        if !(lp.amplitude.is_finite() && lp.amplitude > 0.0 && lp.sigma8.is_finite()) {
+        let (amp, s8) = (lp.amplitude.re(), lp.sigma8.re());
+        if !(amp.is_finite() && amp > 0.0 && s8.is_finite()) {
             return Err(Error::NonFinite {
                 what: "linear power normalisation".into(),
-                detail: format!("amplitude {} gives sigma8 = {}; check the cosmology", lp.amplitude, lp.sigma8),
+                detail: format!("amplitude {amp} gives sigma8 = {s8}; check the cosmology"),
             });
         }
         Ok(lp)
@@ -508,21 +537,21 @@ impl LinearPower {
     /// P_L(k, a = 1) in (Mpc/h)³ at `k` in h/Mpc; 0 for k ≤ 0 (the mean mode). docs/cosmology.md
     /// eqs. 23–26.
     #[inline]
-    pub fn p(&self, k: f64) -> f64 {
+    pub fn p(&self, k: f64) -> S {
         if k <= 0.0 {
-            return 0.0;
+            return S::from(0.0);
         }
         match &self.shape {
             Shape::Eh { params, wiggle } => {
                 let t = if *wiggle { params.t_wiggle(k) } else { params.t_nowiggle(k) };
-                self.amplitude * k.powf(self.n_s) * t * t
+                self.amplitude * S::pow_base(k, self.n_s) * t * t
             }
             Shape::Table(tab) => self.amplitude * tab.p(k),
         }
     }
 
     /// Transfer function T(k) (dimensionless) for the EH shapes; `None` for a table.
-    pub fn transfer(&self, k: f64) -> Option<f64> {
+    pub fn transfer(&self, k: f64) -> Option<S> {
         match &self.shape {
             Shape::Eh { params, wiggle: true } => Some(params.t_wiggle(k)),
             Shape::Eh { params, wiggle: false } => Some(params.t_nowiggle(k)),
@@ -532,18 +561,18 @@ impl LinearPower {
 
     /// Top-hat rms linear overdensity at a = 1 in spheres of radius `r` in Mpc/h (dimensionless),
     /// docs/cosmology.md eq. 25.
-    pub fn sigma_r(&self, r: f64) -> f64 {
+    pub fn sigma_r(&self, r: f64) -> S {
         sigma_tophat(|k| self.p(k), r)
     }
 
     /// σ_8 = σ(R = 8 Mpc/h) at a = 1 of this spectrum (equals the input σ_8 when normalised by it).
-    pub fn sigma8(&self) -> f64 {
+    pub fn sigma8(&self) -> S {
         self.sigma8
     }
 
     /// The amplitude A: P = A k^{n_s} T(k)² for the EH shapes (units (Mpc/h)^{3+n_s}), or the
     /// dimensionless factor applied to a table.
-    pub fn amplitude(&self) -> f64 {
+    pub fn amplitude(&self) -> S {
         self.amplitude
     }
 }

@@ -492,3 +492,76 @@ mod tests {
         assert!(e.to_string().contains("run.fixed_amplitude"));
     }
 }
+
+#[cfg(test)]
+mod cosmology_tests {
+    use super::*;
+    use pm_core::config::{Config, LptOrder, Spacing};
+    use pm_core::loss::FieldMse;
+    use pm_core::tangent::Param;
+    use pm_core::testing::rand_field;
+
+    /// Central difference of the objective in one cosmological parameter (relative step 1e-6,
+    /// absolute for parameters at 0).
+    pub(crate) fn fd_param(c: &Config, w: &[f64], obj: &Objective<'_, f64>, p: Param) -> f64 {
+        let cosmo = c.cosmology.cosmology();
+        let v = p.value(&cosmo).unwrap();
+        let h = if v == 0.0 { 1e-6 } else { 1e-6 * v.abs() };
+        let at = |x: f64| {
+            let mut cc = c.clone();
+            cc.cosmology.set_cosmology(&p.with(&cosmo, x));
+            loss_value(&mut Simulation::<f64>::new(&cc).unwrap(), w, obj).unwrap()
+        };
+        (at(v + h) - at(v - h)) / (2.0 * h)
+    }
+
+    /// The value of ∂L/∂θ for parameter `p` in a gradient Cosmology.
+    pub(crate) fn component(g: &Cosmology, p: Param) -> f64 {
+        match p {
+            Param::OmegaM => g.omega_m,
+            Param::OmegaB => g.omega_b,
+            Param::H => g.h,
+            Param::NS => g.n_s,
+            Param::Amplitude => g.sigma8.or(g.a_s).unwrap(),
+            Param::W0 => g.w0,
+            Param::Wa => g.wa,
+            Param::OmegaK => g.omega_k,
+            Param::TCmb => g.t_cmb,
+        }
+    }
+
+    #[test]
+    fn cosmology_gradient_matches_finite_differences() {
+        // Every parameter, for a σ8-normalised ΛCDM run in a, and an A_s-normalised w0waCDM run
+        // with curvature in ln a, 1LPT, and losses at a snapshot and at the end.
+        let mut a = Config::default();
+        (a.box_.particles, a.box_.mesh, a.box_.size, a.time.steps) = (8, 16, 64.0, 3);
+        let mut b = a.clone();
+        b.cosmology.sigma8 = None;
+        b.cosmology.a_s = Some(2.1e-9);
+        (b.cosmology.w0, b.cosmology.wa, b.cosmology.omega_k) = (-0.9, 0.1, 0.01);
+        b.time.spacing = Spacing::LogA;
+        b.time.lpt = LptOrder::One;
+        b.time.snapshots = vec![0.5];
+        for c in [a, b] {
+            let w = Simulation::<f64>::new(&c).unwrap().white_noise();
+            let m = c.box_.mesh;
+            let mse = FieldMse::new(Some(rand_field::<f64>(m * m * m, 4))).unwrap();
+            let mut obj = Objective::final_state(&mse);
+            if !c.time.snapshots.is_empty() {
+                obj = obj.at(0.5, &mse);
+            }
+            let g = value_and_grad(&mut Simulation::<f64>::new(&c).unwrap(), &w, &obj, &GradOptions::default()).unwrap();
+            let gc = g.cosmology.unwrap();
+            for p in Param::ALL {
+                let (fd, an) = (fd_param(&c, &w, &obj, p), component(&gc, p));
+                let rel = (fd - an).abs() / fd.abs().max(an.abs()).max(1e-12);
+                eprintln!(
+                    "{:8}: fd {fd:+.10e} adjoint {an:+.10e} rel {rel:.2e}",
+                    p.name(&c.cosmology.cosmology())
+                );
+                assert!(rel < 1e-6, "{p:?}: fd {fd:.10e} vs adjoint {an:.10e} (rel {rel:.2e})");
+            }
+        }
+    }
+}

@@ -160,6 +160,21 @@ impl Default for CosmologyConfig {
 }
 
 impl CosmologyConfig {
+    /// Sets every cosmological parameter from `c` (the transfer choice is kept), e.g. to run the
+    /// same configuration at other parameters.
+    pub fn set_cosmology(&mut self, c: &Cosmology) {
+        self.omega_m = c.omega_m;
+        self.omega_b = c.omega_b;
+        self.h = c.h;
+        self.n_s = c.n_s;
+        self.sigma8 = c.sigma8;
+        self.a_s = c.a_s;
+        self.w0 = c.w0;
+        self.wa = c.wa;
+        self.omega_k = c.omega_k;
+        self.t_cmb = c.t_cmb;
+    }
+
     /// The differentiable parameter struct (the `transfer` choice stays in the config).
     pub fn cosmology(&self) -> Cosmology {
         Cosmology {

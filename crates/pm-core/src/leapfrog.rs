@@ -69,6 +69,17 @@ impl<S: Scalar> Stepper<S> {
     pub fn drift_factor(&self, a0: f64, a1: f64, ac: f64) -> S {
         (self.growth.d1(a1) - self.growth.d1(a0)) / self.growth.gp(ac)
     }
+    /// The three coefficients `(K1, Δ, K2)` of the KDK step from `a0` to `a1` with the midpoint
+    /// in the stepping variable: first half kick (force at a0), drift (momentum at the midpoint),
+    /// second half kick (force at a1) (docs/physics.md eq. 5.3).
+    pub fn step_factors(&self, a0: f64, a1: f64, spacing: Spacing) -> (S, S, S) {
+        let ah = midpoint(a0, a1, spacing);
+        (
+            self.kick_factor(a0, ah, a0),
+            self.drift_factor(a0, a1, ah),
+            self.kick_factor(ah, a1, a1),
+        )
+    }
 }
 
 /// Midpoint of a step in the stepping variable.

@@ -16,7 +16,7 @@ use crate::fft::Fft3;
 use crate::float::Real;
 use crate::gravity::{Corrected, Gravity, GravityWorkspace};
 use crate::growth::Growth;
-use crate::leapfrog::{drift, kick, midpoint, step_boundaries, Stepper};
+use crate::leapfrog::{drift, kick, step_boundaries, Stepper};
 use crate::linear::{LinearPower, PowerTable, Transfer};
 use crate::lpt::lpt_fields;
 use crate::mesh::MeshGeom;
@@ -246,12 +246,13 @@ impl<T: Real> Simulation<T> {
     /// The three coefficients `(K1, Δ, K2)` of the KDK step from `a0` to `a1`: first half kick,
     /// drift, second half kick (docs/physics.md eq. 5.3).
     pub fn step_factors(&self, a0: f64, a1: f64) -> (f64, f64, f64) {
-        let ah = midpoint(a0, a1, self.config.time.spacing);
-        (
-            self.stepper.kick_factor(a0, ah, a0),
-            self.stepper.drift_factor(a0, a1, ah),
-            self.stepper.kick_factor(ah, a1, a1),
-        )
+        self.stepper.step_factors(a0, a1, self.config.time.spacing)
+    }
+
+    /// The forward-mode tangents of every cosmological scalar of this run (growth, step factors,
+    /// P_L) with respect to the parameters (docs/adjoint.md §T), built on demand (a few ms).
+    pub fn cosmo_tangents(&self) -> Result<crate::tangent::CosmoTangents> {
+        crate::tangent::CosmoTangents::new(&self.cosmo, &self.transfer, self.config.time.a_stop.max(1.0))
     }
 
     /// Advances `state` by one FastPM KDK step to `a1`.

@@ -11,6 +11,9 @@ use pm_core::sim::{Simulation, State};
 use rayon::prelude::*;
 use std::time::Instant;
 
+/// A stored particle state: displacements and momenta.
+type Phase<T> = (Vec<[T; 3]>, Vec<[T; 3]>);
+
 /// How the backward pass recovers the primal trajectory (docs/adjoint.md eq. R7).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Recover {
@@ -169,8 +172,8 @@ pub fn value_and_grad<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Obj
 
     // ---- Forward (R1): keep the running state, the initial state and the checkpoints. ----
     let dk = sim.linear_modes(w)?;
-    let mut state = sim.initial_conditions(w.to_vec())?;
-    let mut stored: Vec<Option<(Vec<[T; 3]>, Vec<[T; 3]>)>> = vec![None; nsteps + 1];
+    let mut state = sim.initial_conditions_from_modes(&dk);
+    let mut stored: Vec<Option<Phase<T>>> = vec![None; nsteps + 1];
     stored[0] = Some((state.disp.clone(), state.mom.clone()));
     let mut value: f64 = terms[0].iter().map(|l| l.value(sim, &state)).sum();
     for j in 1..=nsteps {
@@ -217,12 +220,25 @@ pub fn value_and_grad<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Obj
         let i = j - 1;
         let (k1, dr, k2) = factors[i];
         // Drift of step i (L2, R9): s_j = s_i + Δ p', p' = p_j − K2ᵢ A(s_j).
-        cots.drift[i] += dot3(&s_bar, &state.mom) - k2 * dot3(&s_bar, &state.accel);
-        let dr_t = T::of(dr);
-        p_bar
-            .par_iter_mut()
-            .zip(s_bar.par_iter())
-            .for_each(|(p, s)| (0..3).for_each(|d| p[d] += dr_t * s[d]));
+        // One pass: Δ̄ᵢ = ⟨s̄, p_j − K2ᵢ A_j⟩ (in f64, fixed reduction order) and p̄ += Δᵢ s̄.
+        let (dr_t, k2_t) = (T::of(dr), T::of(k2));
+        cots.drift[i] += p_bar
+            .par_chunks_mut(4096)
+            .zip(s_bar.par_chunks(4096))
+            .zip(state.mom.par_chunks(4096).zip(state.accel.par_chunks(4096)))
+            .map(|((pb, sb), (mom, acc))| {
+                let mut sum = 0.0f64;
+                for (((p, s), q), a) in pb.iter_mut().zip(sb).zip(mom).zip(acc) {
+                    for d in 0..3 {
+                        sum += s[d].f64() * (q[d] - k2_t * a[d]).f64();
+                        p[d] += dr_t * s[d];
+                    }
+                }
+                sum
+            })
+            .collect::<Vec<f64>>()
+            .into_iter()
+            .sum::<f64>();
         // The half kicks that meet at s_i share the force A(s_i) and, unless a loss term at i
         // changes p̄ between them, one VJP (R4; split as in R8 otherwise).
         let split = !terms[i].is_empty();

@@ -65,9 +65,8 @@ pub struct Gravity<T: Real> {
     dk: Vec<T>,
     /// Same for the half axis (0..=m/2).
     dkz: Vec<T>,
-    /// k² per full-axis index and half-axis index ((h/Mpc)²).
-    k2: Vec<T>,
-    k2z: Vec<T>,
+    /// 1/|ν|² per squared integer frequency |ν|² (0 for ν = 0); 1/k² = inv_nu2/k_f².
+    inv_nu2: Vec<T>,
     n_particles: usize,
 }
 
@@ -121,16 +120,14 @@ impl<T: Real> Gravity<T> {
         };
         let dk = (0..m).map(|i| T::of(d_of(i, geom.k_of(i)))).collect();
         let dkz = (0..geom.mc()).map(|i| T::of(d_of(i, geom.kz_of(i)))).collect();
-        let k2 = (0..m).map(|i| T::of(geom.k_of(i).powi(2))).collect();
-        let k2z = (0..geom.mc()).map(|i| T::of(geom.kz_of(i).powi(2))).collect();
+        let inv_nu2 = (0..=geom.nu2_max()).map(|j| T::of(if j == 0 { 0.0 } else { 1.0 / j as f64 })).collect();
         Gravity {
             cic: Cic::new(n, m, box_size),
             fft: Fft3::new(m),
             geom,
             dk,
             dkz,
-            k2,
-            k2z,
+            inv_nu2,
             n_particles: n * n * n,
         }
     }
@@ -169,13 +166,13 @@ impl<T: Real> Gravity<T> {
     fn apply_kernel(&self, d: usize, src: &[C<T>], out: &mut [C<T>], scale: f64, accumulate: bool) {
         let m = self.geom.m;
         let mc = self.geom.mc();
-        let scale = T::of(scale);
+        let scale = T::of(scale / (self.geom.kf() * self.geom.kf()));
         out.par_chunks_mut(m * mc)
             .zip(src.par_chunks(m * mc))
             .enumerate()
             .for_each(|(ix, (o, s))| {
                 for iy in 0..m {
-                    let k2xy = self.k2[ix] + self.k2[iy];
+                    let nu2xy = self.geom.nu2(ix, iy, 0);
                     let dxy = match d {
                         0 => self.dk[ix],
                         1 => self.dk[iy],
@@ -184,9 +181,9 @@ impl<T: Real> Gravity<T> {
                     let row = iy * mc;
                     let (orow, srow) = (&mut o[row..row + mc], &s[row..row + mc]);
                     for iz in 0..mc {
-                        let k2 = k2xy + self.k2z[iz];
                         let dd = if d == 2 { self.dkz[iz] } else { dxy };
-                        let f = if k2 > T::zero() { dd * scale / k2 } else { T::zero() };
+                        // 1/k² from the |ν|² table (no division per mode; 0 at k = 0).
+                        let f = dd * scale * self.inv_nu2[nu2xy + iz * iz];
                         let v = srow[iz];
                         // i·f·(re + i im) = (−f im) + i (f re)
                         let r = C::new(-v.im * f, v.re * f);
@@ -250,10 +247,16 @@ impl<T: Real> Gravity<T> {
         if ws.meshes_for == Some(fp) {
             return;
         }
+        self.fresh_meshes(disp, corr, ws);
+        ws.meshes_for = Some(fp);
+    }
+
+    /// Paints `disp` and computes the force meshes (no reuse, no fingerprint).
+    fn fresh_meshes(&self, disp: &[[T; 3]], corr: Option<&Corrected<'_>>, ws: &mut GravityWorkspace<T>) {
+        ws.meshes_for = None;
         ws.rho.par_iter_mut().for_each(|v| *v = T::zero());
         self.cic.paint(disp, None, &mut ws.rho, &mut ws.paint);
         self.potential_gradient(corr, ws);
-        ws.meshes_for = Some(fp);
     }
 
     /// Normalised acceleration `A = −∇∇⁻²δ` at every particle, times `scale`, written to `out`
@@ -320,8 +323,7 @@ impl<T: Real> Gravity<T> {
         ws: &mut GravityWorkspace<T>,
     ) {
         let s = T::of(scale);
-        ws.meshes_for = None;
-        self.meshes(disp, corr.as_ref(), ws);
+        self.fresh_meshes(disp, corr.as_ref(), ws);
         self.cic
             .readout_and_vjp_pos(disp, [&ws.g[0][..], &ws.g[1][..], &ws.g[2][..]], out, disp_cot, |p| {
                 let a = accel_cot[p];

@@ -211,9 +211,15 @@ impl<T: Real> Simulation<T> {
 
     /// Initial conditions at `time.a_start` from white noise `w` (n³, C order).
     pub fn initial_conditions(&mut self, w: Vec<T>) -> Result<State<T>> {
-        let n = self.config.box_.particles;
         let dk = self.linear_modes(&w)?;
-        let f = lpt_fields(&dk, &self.lattice, &self.fft_lattice, self.config.time.lpt);
+        Ok(self.initial_conditions_from_modes(&dk))
+    }
+
+    /// Initial conditions at `time.a_start` from linear modes `dk` (as [`Simulation::linear_modes`]
+    /// returns them).
+    pub fn initial_conditions_from_modes(&mut self, dk: &[crate::float::C<T>]) -> State<T> {
+        let n = self.config.box_.particles;
+        let f = lpt_fields(dk, &self.lattice, &self.fft_lattice, self.config.time.lpt);
         let a = self.config.time.a_start;
         let g = self.stepper.growth();
         let (d1, d2, p1, p2) = (T::of(g.d1(a)), T::of(g.d2(a)), T::of(g.gp(a)), T::of(g.gp2(a)));
@@ -234,7 +240,7 @@ impl<T: Real> Simulation<T> {
             accel: Vec::new(),
         };
         self.refresh_accel(&mut state);
-        Ok(state)
+        state
     }
 
     /// Step boundaries (scale factors) of the configured run, snapshots included.

@@ -531,7 +531,6 @@ mod cosmology_tests {
         (at(v + h) - at(v - h)) / (2.0 * h)
     }
 
-
     #[test]
     fn cosmology_gradient_matches_finite_differences() {
         // Every parameter, for a σ8-normalised ΛCDM run in a, and an A_s-normalised w0waCDM run

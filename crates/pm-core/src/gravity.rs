@@ -120,7 +120,9 @@ impl<T: Real> Gravity<T> {
         };
         let dk = (0..m).map(|i| T::of(d_of(i, geom.k_of(i)))).collect();
         let dkz = (0..geom.mc()).map(|i| T::of(d_of(i, geom.kz_of(i)))).collect();
-        let inv_nu2 = (0..=geom.nu2_max()).map(|j| T::of(if j == 0 { 0.0 } else { 1.0 / j as f64 })).collect();
+        let inv_nu2 = (0..=geom.nu2_max())
+            .map(|j| T::of(if j == 0 { 0.0 } else { 1.0 / j as f64 }))
+            .collect();
         Gravity {
             cic: Cic::new(n, m, box_size),
             fft: Fft3::new(m),

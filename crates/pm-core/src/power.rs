@@ -99,14 +99,15 @@ fn window2(geom: &MeshGeom, deconv: Deconvolve) -> impl Fn(usize, usize, usize) 
     }
 }
 
-/// Per shell (Σ w|k|, Σ w) over the half spectrum with hermitian weights w, summed in the same
-/// order as [`binned`] (per x-plane, then the planes in order), so the mean |k| is bit-identical.
-fn shell_sums(geom: &MeshGeom) -> Vec<[f64; 2]> {
+/// Per shell, the sums `Σ w · term(idx, ix, iy, iz, k)` over the half spectrum with hermitian
+/// weights w (k = |k| in h/Mpc, idx the flat half-spectrum index), accumulated per x-plane and then
+/// over the planes in order: bit-identical for any thread count.
+fn shell_reduce<const K: usize>(geom: &MeshGeom, term: impl Fn(usize, usize, usize, usize, f64) -> [f64; K] + Sync) -> Vec<[f64; K]> {
     let (m, mc, nbins, kf) = (geom.m, geom.mc(), n_shells(geom), geom.kf());
-    let planes: Vec<Vec<[f64; 2]>> = (0..m)
+    let planes: Vec<Vec<[f64; K]>> = (0..m)
         .into_par_iter()
         .map(|ix| {
-            let mut acc = vec![[0.0f64; 2]; nbins];
+            let mut acc = vec![[0.0f64; K]; nbins];
             for iy in 0..m {
                 for iz in 0..mc {
                     let (j, kn) = shell(geom, ix, iy, iz);
@@ -114,74 +115,49 @@ fn shell_sums(geom: &MeshGeom) -> Vec<[f64; 2]> {
                         continue;
                     }
                     let w = geom.hermitian_weight(iz);
-                    acc[j][0] += w * kn * kf;
-                    acc[j][1] += w;
-                }
-            }
-            acc
-        })
-        .collect();
-    let mut tot = vec![[0.0f64; 2]; nbins];
-    for p in &planes {
-        for (t, v) in tot.iter_mut().zip(p) {
-            t[0] += v[0];
-            t[1] += v[1];
-        }
-    }
-    tot
-}
-
-/// Bin sums over the spectrum of `fa` (and `fb`), in f64: returns per bin (Σ|k|, Σ aa, Σ bb, Σ ab, count).
-fn binned<T: Real>(geom: &MeshGeom, fa: &[C<T>], fb: Option<&[C<T>]>, deconv: Deconvolve) -> Vec<[f64; 5]> {
-    let m = geom.m;
-    let mc = geom.mc();
-    let nbins = n_shells(geom);
-    let kf = geom.kf();
-    let win2_of = window2(geom, deconv);
-    let planes: Vec<Vec<[f64; 5]>> = (0..m)
-        .into_par_iter()
-        .map(|ix| {
-            let mut acc = vec![[0.0f64; 5]; nbins];
-            for iy in 0..m {
-                for iz in 0..mc {
-                    let (j, kn) = shell(geom, ix, iy, iz);
-                    if j == 0 || j >= nbins {
-                        continue;
+                    let v = term((ix * m + iy) * mc + iz, ix, iy, iz, kn * kf);
+                    for (e, x) in acc[j].iter_mut().zip(v) {
+                        *e += w * x;
                     }
-                    let w = geom.hermitian_weight(iz);
-                    let idx = (ix * m + iy) * mc + iz;
-                    let win2 = win2_of(ix, iy, iz);
-                    let a = fa[idx];
-                    let (ar, ai) = (a.re.f64(), a.im.f64());
-                    let aa = (ar * ar + ai * ai) / win2;
-                    let (bb, ab) = match fb {
-                        Some(fb) => {
-                            let b = fb[idx];
-                            let (br, bi) = (b.re.f64(), b.im.f64());
-                            ((br * br + bi * bi) / win2, (ar * br + ai * bi) / win2)
-                        }
-                        None => (aa, aa),
-                    };
-                    let e = &mut acc[j];
-                    e[0] += w * kn * kf;
-                    e[1] += w * aa;
-                    e[2] += w * bb;
-                    e[3] += w * ab;
-                    e[4] += w;
                 }
             }
             acc
         })
         .collect();
-    let mut tot = vec![[0.0f64; 5]; nbins];
+    let mut tot = vec![[0.0f64; K]; nbins];
     for p in &planes {
         for (t, v) in tot.iter_mut().zip(p) {
-            for c in 0..5 {
+            for c in 0..K {
                 t[c] += v[c];
             }
         }
     }
     tot
+}
+
+/// Per shell (Σ w|k|, Σ w), summed as [`binned`] does, so the mean |k| is bit-identical.
+fn shell_sums(geom: &MeshGeom) -> Vec<[f64; 2]> {
+    shell_reduce(geom, |_, _, _, _, k| [k, 1.0])
+}
+
+/// Bin sums over the spectrum of `fa` (and `fb`), in f64: returns per bin (Σ|k|, Σ aa, Σ bb, Σ ab, count).
+fn binned<T: Real>(geom: &MeshGeom, fa: &[C<T>], fb: Option<&[C<T>]>, deconv: Deconvolve) -> Vec<[f64; 5]> {
+    let win2_of = window2(geom, deconv);
+    shell_reduce(geom, |idx, ix, iy, iz, k| {
+        let win2 = win2_of(ix, iy, iz);
+        let a = fa[idx];
+        let (ar, ai) = (a.re.f64(), a.im.f64());
+        let aa = (ar * ar + ai * ai) / win2;
+        let (bb, ab) = match fb {
+            Some(fb) => {
+                let b = fb[idx];
+                let (br, bi) = (b.re.f64(), b.im.f64());
+                ((br * br + bi * bi) / win2, (ar * br + ai * bi) / win2)
+            }
+            None => (aa, aa),
+        };
+        [k, aa, bb, ab, 1.0]
+    })
 }
 
 /// Forward transform of a copy of `field`.

@@ -157,12 +157,7 @@ fn read_target<T: Real>(path: &Path, m: usize) -> Result<Vec<T>> {
             expected: format!("shape {} = (box.mesh,)*3", shape_string(&[m, m, m])),
         });
     }
-    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-        return Err(Error::NonFinite {
-            what: format!("target density {}", path.display()),
-            detail: format!("value {} at flat index {i}", data[i]),
-        });
-    }
+    Error::check_finite(&format!("target density {}", path.display()), &data)?;
     Ok(data.into_iter().map(T::of).collect())
 }
 

@@ -57,6 +57,30 @@ impl Error {
             expected: expected.into(),
         }
     }
+    /// Refuses an array that does not have `len` values ([`Error::Shape`], the expected length
+    /// described as `len_desc`, e.g. `box.mesh³`) or that holds a NaN or infinity
+    /// ([`Error::NonFinite`], naming the first bad flat index). `what` names the array.
+    pub fn check_array<T: crate::float::Real>(what: &str, data: &[T], len: usize, len_desc: &str) -> Result<()> {
+        if data.len() != len {
+            return Err(Error::Shape {
+                what: what.into(),
+                found: format!("{} values", data.len()),
+                expected: format!("{len} = {len_desc}"),
+            });
+        }
+        Error::check_finite(what, data)
+    }
+    /// Refuses an array that holds a NaN or infinity ([`Error::NonFinite`], naming the first bad
+    /// flat index).
+    pub fn check_finite<T: crate::float::Real>(what: &str, data: &[T]) -> Result<()> {
+        match data.iter().position(|v| !v.is_finite()) {
+            Some(i) => Err(Error::NonFinite {
+                what: what.into(),
+                detail: format!("value {} at flat index {i}", data[i]),
+            }),
+            None => Ok(()),
+        }
+    }
     /// Shorthand for [`Error::File`].
     pub fn file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::File {

@@ -45,12 +45,7 @@ impl<T: Real> FieldMse<T> {
     /// against δ_T = 0. A target with NaN/Inf is refused.
     pub fn new(target: Option<Vec<T>>) -> Result<Self> {
         if let Some(t) = &target {
-            if let Some(i) = t.iter().position(|v| !v.is_finite()) {
-                return Err(Error::NonFinite {
-                    what: "loss target".into(),
-                    detail: format!("value {} at flat index {i}", t[i]),
-                });
-            }
+            Error::check_finite("loss target", t)?;
         }
         Ok(FieldMse { target })
     }
@@ -207,19 +202,7 @@ impl<T: Real> PowerLoss<T> {
     /// holds NaN/Inf, and those of [`PowerLoss::new`].
     pub fn from_density(sim: &Simulation<T>, target_density: &[T], k_max: Option<f64>) -> Result<Self> {
         let m = sim.config().box_.mesh;
-        if target_density.len() != m * m * m {
-            return Err(Error::Shape {
-                what: "PowerLoss target density".into(),
-                found: format!("{} values", target_density.len()),
-                expected: format!("{} = box.mesh³", m * m * m),
-            });
-        }
-        if let Some(i) = target_density.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "PowerLoss target density".into(),
-                detail: format!("value {} at flat index {i}", target_density[i]),
-            });
-        }
+        Error::check_array("PowerLoss target density", target_density, m * m * m, "box.mesh³")?;
         Self::new(sim.power(target_density), k_max)
     }
 

@@ -179,19 +179,7 @@ impl<T: Real> Simulation<T> {
     /// noise `w` (n³, C order), after checking its length and values.
     pub fn linear_modes(&self, w: &[T]) -> Result<Vec<crate::float::C<T>>> {
         let n = self.config.box_.particles;
-        if w.len() != n * n * n {
-            return Err(Error::Shape {
-                what: "white noise".into(),
-                found: format!("{} values", w.len()),
-                expected: format!("{} = box.particles³", n * n * n),
-            });
-        }
-        if let Some(i) = w.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "white noise".into(),
-                detail: format!("value {} at flat index {i}", w[i]),
-            });
-        }
+        Error::check_array("white noise", w, n * n * n, "box.particles³")?;
         let amp = if self.config.run.fixed_amplitude {
             Amplitude::Fixed
         } else {

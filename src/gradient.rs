@@ -15,7 +15,7 @@
 //! the final particles exactly as `simulate` writes `density.npy` (δ_T = 0 without `--target`);
 //! `power`, the P(k) log-ratio χ² against the spectrum of the `--target` density mesh.
 
-use crate::simulate::{check_output_files, resolve_config, Options as SimOptions};
+use crate::simulate::{check_output_files, resolve_config, Input};
 use pm_adjoint::{value_and_grad, GradOptions, Objective, Recover};
 use pm_core::config::{Config, Precision};
 use pm_core::cosmology::Cosmology;
@@ -49,12 +49,8 @@ impl std::str::FromStr for LossKind {
 /// Command-line options of `gradient`.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Config file; `None` runs the embedded default.
-    pub config: Option<PathBuf>,
-    /// White-noise .npy file; `None` draws it from the seed.
-    pub white_noise: Option<PathBuf>,
-    /// Seed override.
-    pub seed: Option<u64>,
+    /// Configuration and white noise.
+    pub input: Input,
     /// Target density mesh (m³ .npy) of the loss.
     pub target: Option<PathBuf>,
     /// The loss.
@@ -118,12 +114,7 @@ pub fn cosmology_toml(grad: &Cosmology, at: &Cosmology) -> String {
 
 /// Runs `gradient` with the given options.
 pub fn run(opts: &Options) -> Result<()> {
-    let config = resolve_config(&SimOptions {
-        config: opts.config.clone(),
-        white_noise: opts.white_noise.clone(),
-        seed: opts.seed,
-        ..Default::default()
-    })?;
+    let config = resolve_config(&opts.input)?;
     if opts.loss == LossKind::Power && opts.target.is_none() {
         return Err(Error::invalid(
             "--target",

@@ -26,19 +26,36 @@ enum Command {
     Gradient(GradientArgs),
 }
 
-/// Options of `cosmograd gradient`.
+/// Where the configuration and the white noise come from (every command).
 #[derive(clap::Args, Debug)]
-struct GradientArgs {
+struct InputArgs {
     /// TOML configuration (see docs/config.md); keys left out take the embedded defaults.
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
-    /// White noise on the particle grid: .npy of shape (n, n, n), float32 or float64, C order.
-    /// The gradient is written with the same shape and dtype.
+    /// White noise on the particle grid: .npy of shape (n, n, n), float32 or float64, C order
+    /// (`gradient` writes ∂L/∂w with the same shape and dtype).
     #[arg(long, value_name = "FILE.npy")]
     white_noise: Option<PathBuf>,
     /// Random seed of the white noise when no file is given (overrides run.seed).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+}
+
+impl From<InputArgs> for cosmograd::simulate::Input {
+    fn from(a: InputArgs) -> Self {
+        cosmograd::simulate::Input {
+            config: a.config,
+            white_noise: a.white_noise,
+            seed: a.seed,
+        }
+    }
+}
+
+/// Options of `cosmograd gradient`.
+#[derive(clap::Args, Debug)]
+struct GradientArgs {
+    #[command(flatten)]
+    input: InputArgs,
     /// Target density contrast on the force mesh: .npy of shape (m, m, m) (e.g. a density.npy
     /// written by `simulate`). field-mse: δ_T = 0 without it; power: required.
     #[arg(long, value_name = "T.npy")]
@@ -64,15 +81,8 @@ struct GradientArgs {
 /// Options of `cosmograd simulate`.
 #[derive(clap::Args, Debug)]
 struct SimulateArgs {
-    /// TOML configuration (see docs/config.md); keys left out take the embedded defaults.
-    #[arg(long, value_name = "FILE.toml")]
-    config: Option<PathBuf>,
-    /// White noise on the particle grid: .npy of shape (n, n, n), float32 or float64, C order.
-    #[arg(long, value_name = "FILE.npy")]
-    white_noise: Option<PathBuf>,
-    /// Random seed of the white noise (overrides run.seed).
-    #[arg(long, value_name = "N")]
-    seed: Option<u64>,
+    #[command(flatten)]
+    input: InputArgs,
     /// Output directory.
     #[arg(long, value_name = "DIR", default_value = "out")]
     out: PathBuf,
@@ -88,17 +98,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(a) => cosmograd::simulate::run(&cosmograd::simulate::Options {
-            config: a.config,
-            white_noise: a.white_noise,
-            seed: a.seed,
+            input: a.input.into(),
             out: a.out,
             force: a.force,
             quiet: a.quiet,
         }),
         Command::Gradient(a) => cosmograd::gradient::run(&cosmograd::gradient::Options {
-            config: a.config,
-            white_noise: a.white_noise,
-            seed: a.seed,
+            input: a.input.into(),
             target: a.target,
             loss: a.loss,
             checkpoint_every: a.checkpoint_every,

@@ -16,15 +16,22 @@ use pm_core::{Error, Real, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Command-line options of `simulate`.
+/// Where a run's configuration and white noise come from (shared by every command).
 #[derive(Clone, Debug, Default)]
-pub struct Options {
+pub struct Input {
     /// Config file; `None` runs the embedded default.
     pub config: Option<PathBuf>,
     /// White-noise .npy file; `None` draws it from the seed.
     pub white_noise: Option<PathBuf>,
     /// Seed override.
     pub seed: Option<u64>,
+}
+
+/// Command-line options of `simulate`.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Configuration and white noise.
+    pub input: Input,
     /// Output directory.
     pub out: PathBuf,
     /// Overwrite a different earlier run's outputs.
@@ -66,8 +73,8 @@ pub fn snapshot_tag(a: f64) -> String {
     format!("_a{a:.4}")
 }
 
-/// Resolves the configuration from the options (file or default, then overrides) and validates it.
-pub fn resolve_config(opts: &Options) -> Result<Config> {
+/// Resolves the configuration from the input (file or default, then overrides) and validates it.
+pub fn resolve_config(opts: &Input) -> Result<Config> {
     let mut config = match &opts.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -125,7 +132,7 @@ pub fn check_output_files<S: AsRef<str>>(dir: &Path, files: &[S], resolved: &str
 
 /// Runs `simulate` with the given options.
 pub fn run(opts: &Options) -> Result<()> {
-    let config = resolve_config(opts)?;
+    let config = resolve_config(&opts.input)?;
     let resolved = config.to_toml_string();
     check_output_dir(&opts.out, &config, &resolved, opts.force)?;
     let threads = config.run.threads;

@@ -67,6 +67,8 @@ pub struct Gravity<T: Real> {
     dkz: Vec<T>,
     /// 1/|ν|² per squared integer frequency |ν|² (0 for ν = 0); 1/k² = inv_nu2/k_f².
     inv_nu2: Vec<T>,
+    /// |k| (h/Mpc) per |ν|², where a learned correction is evaluated.
+    radial_k: Vec<f64>,
     n_particles: usize,
 }
 
@@ -120,6 +122,7 @@ impl<T: Real> Gravity<T> {
         };
         let dk = (0..m).map(|i| T::of(d_of(i, geom.k_of(i)))).collect();
         let dkz = (0..geom.mc()).map(|i| T::of(d_of(i, geom.kz_of(i)))).collect();
+        let radial_k = geom.radial_k();
         let inv_nu2 = (0..=geom.nu2_max())
             .map(|j| T::of(if j == 0 { 0.0 } else { 1.0 / j as f64 }))
             .collect();
@@ -130,6 +133,7 @@ impl<T: Real> Gravity<T> {
             dk,
             dkz,
             inv_nu2,
+            radial_k,
             n_particles: n * n * n,
         }
     }
@@ -201,9 +205,8 @@ impl<T: Real> Gravity<T> {
 
     /// Fills `ws.filter` with `1 + f_θ(|k|, a)` per |ν|² (eq. G4).
     fn fill_filter(&self, corr: &Corrected<'_>, ws: &mut GravityWorkspace<T>) {
-        let k = self.geom.radial_k();
-        let mut f = vec![0.0; k.len()];
-        corr.model.eval(corr.a, &k, &mut f);
+        let mut f = vec![0.0; self.radial_k.len()];
+        corr.model.eval(corr.a, &self.radial_k, &mut f);
         ws.filter = f.iter().map(|v| T::of(1.0 + v)).collect();
     }
 
@@ -370,7 +373,7 @@ impl<T: Real> Gravity<T> {
                 let cot = self
                     .geom
                     .radial_sum(|i| rk[i].re.f64() * ak[i].re.f64() + rk[i].im.f64() * ak[i].im.f64());
-                c.model.vjp(c.a, &self.geom.radial_k(), &cot, pc);
+                c.model.vjp(c.a, &self.radial_k, &cot, pc);
             }
             // eq. G5: R ← (1 + f) R, then ρ̄ = IDFT[R].
             self.apply_filter(&ws.filter, &ws.acc_k, &mut ws.rho_k);

@@ -248,6 +248,17 @@ impl Cic {
         self.paint_sorted(disp, mesh, sc, value);
     }
 
+    /// Paints `value(p)[k]` onto `meshes[k]` for `K` meshes at once (adding), with one plane sort
+    /// and one stencil per particle; each mesh gets the same bits as a single [`Cic::paint_with`].
+    pub fn paint_k<T: Real, const K: usize, F>(&self, disp: &[[T; 3]], meshes: [&mut [T]; K], sc: &mut PaintScratch, value: F)
+    where
+        F: Fn(usize) -> [T; K] + Sync,
+    {
+        assert_eq!(disp.len(), self.n_particles(), "paint: displacement array length");
+        self.sort_planes(disp, sc);
+        self.paint_sorted_k(disp, meshes, sc, value);
+    }
+
     /// As [`Cic::paint_with`], reusing the plane sort left in `sc` by an earlier paint of the
     /// **same** displacements (the caller guarantees it; a stale sort paints wrongly).
     pub fn paint_sorted<T: Real, F>(&self, disp: &[[T; 3]], mesh: &mut [T], sc: &PaintScratch, value: F)
@@ -416,11 +427,31 @@ impl Cic {
     ) where
         F: Fn(usize) -> [T; K] + Sync,
     {
+        self.readout_and_grad(disp, fields, [], out, disp_cot, |p| (cot(p), []));
+    }
+
+    /// [`Cic::readout_and_vjp_pos`] with `J` more meshes `G_j` whose position gradient only is
+    /// wanted, in the same pass: overwrites `out[p][k] = Σ_c W_c(x_p) F_k[c]` and adds
+    /// `Σ_c (Σ_k v̄_k F_k[c] + Σ_j ḡ_j G_j[c]) ∂W_c/∂x(x_p)` to `disp_cot[p]`, with
+    /// `(v̄, ḡ) = cot(p)`. The values are computed exactly as [`Cic::readout`] does (same bits).
+    /// One backward step of the adjoint reads the force meshes and the paint cotangent ρ̄ this way
+    /// (readout term G1 and paint term G3 of docs/adjoint.md).
+    pub fn readout_and_grad<T: Real, const K: usize, const J: usize, F>(
+        &self,
+        disp: &[[T; 3]],
+        fields: [&[T]; K],
+        grad_fields: [&[T]; J],
+        out: &mut [[T; K]],
+        disp_cot: &mut [[T; 3]],
+        cot: F,
+    ) where
+        F: Fn(usize) -> ([T; K], [T; J]) + Sync,
+    {
         assert_eq!(disp.len(), self.n_particles(), "readout: displacement array length");
         assert_eq!(out.len(), disp.len(), "readout: output length");
-        assert_eq!(disp_cot.len(), disp.len(), "readout_and_vjp_pos: cotangent length");
+        assert_eq!(disp_cot.len(), disp.len(), "readout_and_grad: cotangent length");
         let m = self.m;
-        for f in &fields {
+        for f in fields.iter().chain(grad_fields.iter()) {
             assert_eq!(f.len(), m * m * m, "readout: mesh length");
         }
         let inv_cell = T::of(1.0 / self.cell());
@@ -431,7 +462,7 @@ impl Cic {
                 for (k, (ov, gv)) in o.iter_mut().zip(dc.iter_mut()).enumerate() {
                     let p = c * 1024 + k;
                     let st = self.stencil(p, &disp[p], inv_cell);
-                    let vbar = cot(p);
+                    let (vbar, gbar) = cot(p);
                     let (dw0, dw1) = (-inv_cell, inv_cell);
                     let mut acc = [T::zero(); K];
                     let mut g = [T::zero(); 3];
@@ -447,6 +478,10 @@ impl Cic {
                                 acc[kk] += a * f0 + b * f1;
                                 fv[0] += vbar[kk] * f0;
                                 fv[1] += vbar[kk] * f1;
+                            }
+                            for jj in 0..J {
+                                fv[0] += gbar[jj] * grad_fields[jj][row + st.i0[2]];
+                                fv[1] += gbar[jj] * grad_fields[jj][row + st.i1[2]];
                             }
                             for (fz, wz, dz) in [(fv[0], st.w0[2], dw0), (fv[1], st.w1[2], dw1)] {
                                 g[0] += fz * dx * wy * wz;

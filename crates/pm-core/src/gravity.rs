@@ -81,8 +81,10 @@ pub struct GravityWorkspace<T: Real> {
     paint: PaintScratch,
     /// The filter `1 + f_θ(k_f·sqrt(j), a)` per |ν|² = j (empty without a correction).
     filter: Vec<T>,
-    /// Filtered spectrum (forward) and the VJP accumulator R (allocated with a correction only).
+    /// Filtered spectrum (forward; allocated with a correction only).
     acc_k: Vec<C<T>>,
+    /// The VJP accumulator R = Σ_d −K_d DFT(ḡ_d)/N_p (allocated by the first VJP).
+    vjp_k: Vec<C<T>>,
     /// Checksum of the displacements that `g` and the paint sort belong to (set by `accel`,
     /// cleared when `accel_vjp` overwrites `g`), so the VJP at the same positions reuses them.
     meshes_for: Option<u64>,
@@ -163,6 +165,7 @@ impl<T: Real> Gravity<T> {
             paint: PaintScratch::default(),
             filter: Vec::new(),
             acc_k: Vec::new(),
+            vjp_k: Vec::new(),
             meshes_for: None,
         }
     }
@@ -313,9 +316,11 @@ impl<T: Real> Gravity<T> {
     }
 
     /// The force at `disp` (into `out`, as [`Gravity::accel_with`] with scale 1) **and** its VJP at
-    /// the same displacements (as [`Gravity::accel_vjp_with`] with `scale`), sharing the plane sort,
-    /// the force meshes and one gather for the acceleration and the readout's position term.
-    /// This is what one backward step of the adjoint needs: the reversed force and the VJP there.
+    /// the same displacements (as [`Gravity::accel_vjp_with`] with `scale`), in two passes over
+    /// the particles instead of four: one plane sort and one paint of the mass and the three
+    /// cotangents, and one gather for the acceleration and both position terms. The forces have
+    /// the same bits as `accel_with`'s. This is what one backward step of the adjoint needs: the
+    /// reversed force and the VJP there. Uses one more complex mesh of scratch than the forward.
     pub fn accel_and_vjp(
         &self,
         disp: &[[T; 3]],
@@ -327,19 +332,70 @@ impl<T: Real> Gravity<T> {
         param_cot: Option<&mut [f64]>,
         ws: &mut GravityWorkspace<T>,
     ) {
+        // The order differs from accel_with + accel_vjp_with so that each particle is visited
+        // twice instead of four times: one paint of the mass and the three cotangents ḡ_d
+        // together (into ws.rho and ws.g), their spectra, then the force meshes, ρ̄, and one
+        // gather for the force values and both position terms (G1 and G3). The mass mesh, its
+        // spectrum and the force meshes are computed exactly as in `accel_with` (same bits).
         let s = T::of(scale);
-        self.fresh_meshes(disp, corr.as_ref(), ws);
+        ws.meshes_for = None;
+        ws.rho.par_iter_mut().for_each(|v| *v = T::zero());
+        {
+            let [g0, g1, g2] = &mut ws.g;
+            for g in [&mut *g0, &mut *g1, &mut *g2] {
+                g.par_iter_mut().for_each(|v| *v = T::zero());
+            }
+            self.cic
+                .paint_k(disp, [&mut ws.rho[..], &mut g0[..], &mut g1[..], &mut g2[..]], &mut ws.paint, |p| {
+                    let a = accel_cot[p];
+                    [T::one(), a[0] * s, a[1] * s, a[2] * s]
+                });
+        }
+        self.cot_spectrum(ws);
+        self.potential_gradient(corr.as_ref(), ws);
+        self.rho_bar(corr, param_cot, ws);
+        let [g0, g1, g2] = &ws.g;
         self.cic
-            .readout_and_vjp_pos(disp, [&ws.g[0][..], &ws.g[1][..], &ws.g[2][..]], out, disp_cot, |p| {
+            .readout_and_grad(disp, [&g0[..], &g1[..], &g2[..]], [&ws.rho[..]], out, disp_cot, |p| {
                 let a = accel_cot[p];
-                [a[0] * s, a[1] * s, a[2] * s]
+                ([a[0] * s, a[1] * s, a[2] * s], [T::one()])
             });
-        self.field_vjp(disp, corr, s, accel_cot, disp_cot, param_cot, ws);
     }
 
-    /// The field part of the VJP (G2, G3, G5, G6), after the readout's position term: paints
-    /// ḡ_d = paint(s·Ā_d) over the force meshes in `ws.g` (so they are invalid afterwards),
-    /// ρ̄ = IDFT[F · Σ_d −K_d DFT(ḡ_d)]/N_p, θ̄ and the paint's position term.
+    /// `R = Σ_d −K_d DFT(ḡ_d)/N_p` into `ws.vjp_k` from the painted cotangents ḡ_d in `ws.g`
+    /// (destroyed): eq. G2.
+    fn cot_spectrum(&self, ws: &mut GravityWorkspace<T>) {
+        ws.vjp_k.resize(self.geom.n_complex(), C::default());
+        let scale_t = -1.0 / self.n_particles as f64;
+        for d in 0..3 {
+            self.fft.forward(&mut ws.g[d], &mut ws.tmp_k);
+            self.apply_kernel(d, &ws.tmp_k, &mut ws.vjp_k, scale_t, d > 0);
+        }
+    }
+
+    /// `ρ̄ = IDFT[(1 + f) R]` into `ws.rho` from `R` in `ws.vjp_k` (destroyed), and the θ̄ term
+    /// (eqs. G5–G6), which needs `ws.rho_k = DFT(ρ)` and the filter of the forward meshes.
+    fn rho_bar(&self, corr: Option<Corrected<'_>>, param_cot: Option<&mut [f64]>, ws: &mut GravityWorkspace<T>) {
+        if let Some(c) = corr {
+            if let Some(pc) = param_cot {
+                // eq. G6: per-|ν|² sums of Re[DFT(ρ) R*], then the model's own VJP.
+                let (rk, vk) = (&ws.rho_k, &ws.vjp_k);
+                let cot = self
+                    .geom
+                    .radial_sum(|i| rk[i].re.f64() * vk[i].re.f64() + rk[i].im.f64() * vk[i].im.f64());
+                c.model.vjp(c.a, &self.radial_k, &cot, pc);
+            }
+            // eq. G5: R ← (1 + f) R, then ρ̄ = IDFT[R].
+            self.apply_filter(&ws.filter, &ws.vjp_k, &mut ws.tmp_k);
+            self.fft.inverse(&mut ws.tmp_k, &mut ws.rho);
+        } else {
+            self.fft.inverse(&mut ws.vjp_k, &mut ws.rho);
+        }
+    }
+
+    /// The field part of the VJP (G2, G3, G5, G6), after the readout's position term, with the
+    /// force meshes and the plane sort of `disp` in `ws`: paints ḡ_d = paint(s·Ā_d) over the
+    /// force meshes (so they are invalid afterwards), ρ̄, θ̄ and the paint's position term.
     fn field_vjp(
         &self,
         disp: &[[T; 3]],
@@ -360,25 +416,8 @@ impl<T: Real> Gravity<T> {
                 let a = accel_cot[p];
                 [a[0] * s, a[1] * s, a[2] * s]
             });
-        let scale_t = -1.0 / self.n_particles as f64;
-        for d in 0..3 {
-            self.fft.forward(&mut ws.g[d], &mut ws.tmp_k);
-            let acc = if corr.is_some() { &mut ws.acc_k } else { &mut ws.rho_k };
-            self.apply_kernel(d, &ws.tmp_k, acc, scale_t, d > 0);
-        }
-        if let Some(c) = corr {
-            if let Some(pc) = param_cot {
-                // eq. G6: per-|ν|² sums of Re[DFT(ρ) R*], then the model's own VJP.
-                let (rk, ak) = (&ws.rho_k, &ws.acc_k);
-                let cot = self
-                    .geom
-                    .radial_sum(|i| rk[i].re.f64() * ak[i].re.f64() + rk[i].im.f64() * ak[i].im.f64());
-                c.model.vjp(c.a, &self.radial_k, &cot, pc);
-            }
-            // eq. G5: R ← (1 + f) R, then ρ̄ = IDFT[R].
-            self.apply_filter(&ws.filter, &ws.acc_k, &mut ws.rho_k);
-        }
-        self.fft.inverse(&mut ws.rho_k, &mut ws.rho);
+        self.cot_spectrum(ws);
+        self.rho_bar(corr, param_cot, ws);
         self.cic.paint_vjp_pos(disp, None, &ws.rho, disp_cot);
     }
 }

@@ -16,7 +16,7 @@ use crate::fft::Fft3;
 use crate::float::Real;
 use crate::gravity::{Corrected, Gravity, GravityWorkspace};
 use crate::growth::Growth;
-use crate::leapfrog::{drift, kick, step_boundaries, Stepper};
+use crate::leapfrog::{kick, kick_drift, step_boundaries, Stepper};
 use crate::linear::{LinearPower, PowerTable, Transfer};
 use crate::lpt::lpt_fields;
 use crate::mesh::MeshGeom;
@@ -252,8 +252,7 @@ impl<T: Real> Simulation<T> {
     /// Advances `state` by one FastPM KDK step to `a1`.
     pub fn step(&mut self, state: &mut State<T>, a1: f64) {
         let (k1, dr, k2) = self.step_factors(state.a, a1);
-        kick(&mut state.mom, &state.accel, k1);
-        drift(&mut state.disp, &state.mom, dr);
+        kick_drift(&mut state.disp, &mut state.mom, &state.accel, k1, dr);
         self.force(&state.disp, a1, &mut state.accel);
         kick(&mut state.mom, &state.accel, k2);
         state.a = a1;
@@ -263,8 +262,7 @@ impl<T: Real> Simulation<T> {
     /// [`Simulation::step`]; in floating point it recovers the earlier state up to rounding).
     pub fn step_back(&mut self, state: &mut State<T>, a0: f64) {
         let (k1, dr, k2) = self.step_factors(a0, state.a);
-        kick(&mut state.mom, &state.accel, -k2);
-        drift(&mut state.disp, &state.mom, -dr);
+        kick_drift(&mut state.disp, &mut state.mom, &state.accel, -k2, -dr);
         self.force(&state.disp, a0, &mut state.accel);
         kick(&mut state.mom, &state.accel, -k1);
         state.a = a0;
@@ -283,8 +281,7 @@ impl<T: Real> Simulation<T> {
         param_cot: Option<&mut [f64]>,
     ) {
         let (k1, dr, k2) = self.step_factors(a0, state.a);
-        kick(&mut state.mom, &state.accel, -k2);
-        drift(&mut state.disp, &state.mom, -dr);
+        kick_drift(&mut state.disp, &mut state.mom, &state.accel, -k2, -dr);
         let corr = self.correction.as_deref().map(|model| Corrected { model, a: a0 });
         self.gravity.accel_and_vjp(
             &state.disp,

@@ -1,5 +1,5 @@
-//! Criterion benches of the PM forward operators: CIC paint, readout, one force evaluation and
-//! one KDK step at 64³/128³ (short profile; `examples/bench_table.rs` prints the full table).
+//! Criterion benches of the PM operators: CIC paint, readout, one force evaluation and one force
+//! with its VJP (a backward step's gravity) at 64³/128³ (short profile; `examples/bench_table.rs` prints the full table).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pm_core::cic::PaintScratch;
@@ -14,6 +14,8 @@ fn bench(c: &mut Criterion) {
     let disp = rand_disp::<f32>(n, 3.0, 1);
     let mut ws = grav.workspace();
     let mut out = vec![[0.0f32; 3]; n * n * n];
+    let abar = rand_disp::<f32>(n, 1.0, 2);
+    let mut disp_cot = vec![[0.0f32; 3]; n * n * n];
     let mut mesh = vec![0.0f32; m * m * m];
     let mut sc = PaintScratch::default();
     for threads in [1usize, 2] {
@@ -30,6 +32,10 @@ fn bench(c: &mut Criterion) {
             b.iter(|| pool.install(|| grav.cic().readout(&disp, [&mesh[..], &mesh[..], &mesh[..]], &mut out)))
         });
         g.bench_function("force", |b| b.iter(|| pool.install(|| grav.accel(&disp, 1.0, &mut out, &mut ws))));
+        // One backward step's gravity: the force and its VJP at the same positions (fused).
+        g.bench_function("force_and_vjp", |b| {
+            b.iter(|| pool.install(|| grav.accel_and_vjp(&disp, None, &mut out, 0.5, &abar, &mut disp_cot, None, &mut ws)))
+        });
         g.finish();
     }
 }

@@ -245,7 +245,7 @@ pub fn value_and_grad<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Obj
         let k2_prev = if i > 0 { factors[i - 1].2 } else { 0.0 };
         let coef = k1 + if split { 0.0 } else { k2_prev };
         let (a_i, theta) = (bounds[i], Some(&mut theta_bar[..]));
-        if let Some((s, p)) = stored[i].take() {
+        let c = if let Some((s, p)) = stored[i].take() {
             // Checkpoint restart (R7): measure the reversal error, continue from the stored state
             // (at a_start this also hands the exact initial state to the last VJPs).
             sim.step_back(&mut state, a_i);
@@ -253,11 +253,12 @@ pub fn value_and_grad<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Obj
             (state.disp, state.mom) = (s, p);
             sim.refresh_accel(&mut state);
             sim.accel_vjp(&state.disp, a_i, coef, &p_bar, &mut s_bar, theta);
+            dot3(&p_bar, &state.accel)
         } else {
-            // Reversal and VJP at the same positions, fused (one paint, one set of meshes).
-            sim.step_back_with_vjp(&mut state, a_i, coef, &p_bar, &mut s_bar, theta);
-        }
-        let c = dot3(&p_bar, &state.accel);
+            // Reversal and VJP at the same positions, fused (one paint, one set of meshes); it
+            // returns ⟨p̄, A(s_i)⟩ from the last kick's pass.
+            sim.step_back_with_vjp(&mut state, a_i, coef, &p_bar, &mut s_bar, theta)
+        };
         cots.k1[i] += c;
         if split {
             // R6: cotangents at the recovered state (the values were taken in the forward pass).

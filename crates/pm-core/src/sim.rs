@@ -16,7 +16,7 @@ use crate::fft::Fft3;
 use crate::float::Real;
 use crate::gravity::{Corrected, Gravity, GravityWorkspace};
 use crate::growth::Growth;
-use crate::leapfrog::{kick, kick_drift, step_boundaries, Stepper};
+use crate::leapfrog::{kick, kick_dot, kick_drift, step_boundaries, Stepper};
 use crate::linear::{LinearPower, PowerTable, Transfer};
 use crate::lpt::lpt_fields;
 use crate::mesh::MeshGeom;
@@ -271,6 +271,8 @@ impl<T: Real> Simulation<T> {
     /// [`Simulation::step_back`] fused with the gravity VJP at the earlier positions: the force
     /// evaluation at `a0` also adds `scale · (∂A/∂s)ᵀ ā` to `disp_cot` (and the θ̄ term to
     /// `param_cot`), as [`Simulation::accel_vjp`] there would, sharing the paint and the meshes.
+    /// Returns `⟨ā, A(s₀)⟩` in f64 (fixed reduction order), the cotangent of the coefficient of
+    /// a kick by `A(s₀)` (docs/adjoint.md eq. R9), taken in the pass of the last half kick.
     pub fn step_back_with_vjp(
         &mut self,
         state: &mut State<T>,
@@ -279,7 +281,7 @@ impl<T: Real> Simulation<T> {
         accel_cot: &[[T; 3]],
         disp_cot: &mut [[T; 3]],
         param_cot: Option<&mut [f64]>,
-    ) {
+    ) -> f64 {
         let (k1, dr, k2) = self.step_factors(a0, state.a);
         kick_drift(&mut state.disp, &mut state.mom, &state.accel, -k2, -dr);
         let corr = self.correction.as_deref().map(|model| Corrected { model, a: a0 });
@@ -293,8 +295,9 @@ impl<T: Real> Simulation<T> {
             param_cot,
             &mut self.ws,
         );
-        kick(&mut state.mom, &state.accel, -k1);
+        let dot = kick_dot(&mut state.mom, &state.accel, -k1, accel_cot);
         state.a = a0;
+        dot
     }
 
     /// Adds `scale · (∂A/∂s)ᵀ ā` to `disp_cot` for the force at displacements `disp` and scale

@@ -355,7 +355,11 @@ fn device_cuda_gives_one_line_and_exit_code_2_without_a_usable_gpu() {
         assert!(!dir.join(cmd).exists(), "{cmd} --device cuda wrote outputs");
     }
     // A device name that does not exist names the option and the choices.
-    let out = bin().args(["simulate", "--device", "tpu", "--out"]).arg(dir.join("x")).output().unwrap();
+    let out = bin()
+        .args(["simulate", "--device", "tpu", "--out"])
+        .arg(dir.join("x"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--device") && err.contains("cuda"), "{err}");

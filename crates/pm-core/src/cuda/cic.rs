@@ -64,6 +64,14 @@ fn cfg(len: usize) -> LaunchConfig {
     }
 }
 
+/// The deterministic paint's buckets: `order[start[c] .. start[c] + counts[c]]` are the particles
+/// whose lower CIC corner is cell `c`, in increasing index.
+struct Buckets {
+    start: CudaSlice<u32>,
+    counts: CudaSlice<u32>,
+    order: CudaSlice<u32>,
+}
+
 /// CIC geometry between an `n³` lattice and an `m³` mesh on a CUDA device (see [`crate::cic::Cic`]).
 #[derive(Clone, Debug)]
 pub struct GpuCic {
@@ -123,7 +131,7 @@ impl GpuCic {
                 unsafe { b.launch(cfg(self.np())) }.map_err(|e| launch_err("cic_paint_atomic", e))?;
             }
             PaintMode::Deterministic => {
-                let (start, counts, order) = self.buckets(disp)?;
+                let Buckets { start, counts, order } = self.buckets(disp)?;
                 let f = self.dev.function(T::PRECISION, "cic_paint_gather")?;
                 let mut b = s.launch_builder(&f);
                 b.arg(disp).arg(&null).arg(&stride).arg(&comp).arg(&scale);
@@ -135,9 +143,9 @@ impl GpuCic {
         Ok(())
     }
 
-    /// Buckets of the deterministic paint: `(start, counts, order)`, particles sorted by the cell
-    /// of their lower corner and by index inside a cell.
-    fn buckets<T: GpuReal>(&self, disp: &CudaSlice<T>) -> Result<(CudaSlice<u32>, CudaSlice<u32>, CudaSlice<u32>), CudaError> {
+    /// Buckets of the deterministic paint: particles sorted by the cell of their lower corner and
+    /// by index inside a cell.
+    fn buckets<T: GpuReal>(&self, disp: &CudaSlice<T>) -> Result<Buckets, CudaError> {
         let s = self.dev.stream();
         let (np, nc) = (self.np(), self.ncells());
         let (n, m) = (self.n as i64, self.m as i64);
@@ -170,7 +178,7 @@ impl GpuCic {
         b.arg(&start).arg(&counts).arg(&ncl).arg(&mut order);
         // SAFETY: each thread sorts its own bucket [start[c], start[c] + counts[c]).
         unsafe { b.launch(cfg(nc)) }.map_err(|e| launch_err("sort_buckets", e))?;
-        Ok((start, counts, order))
+        Ok(Buckets { start, counts, order })
     }
 
     /// Exclusive prefix sum of `input[..len]` (block scans, the block sums scanned recursively).

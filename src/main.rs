@@ -39,6 +39,10 @@ struct InputArgs {
     /// Random seed of the white noise when no file is given (overrides run.seed).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Where to run: cpu, or cuda (needs a build with --features cuda, an NVIDIA driver and GPU;
+    /// see docs/cuda.md).
+    #[arg(long, value_name = "cpu|cuda", default_value = "cpu")]
+    device: pm_core::DeviceKind,
 }
 
 impl From<InputArgs> for cosmograd::simulate::Input {
@@ -47,6 +51,7 @@ impl From<InputArgs> for cosmograd::simulate::Input {
             config: a.config,
             white_noise: a.white_noise,
             seed: a.seed,
+            device: a.device,
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Input {
     pub white_noise: Option<PathBuf>,
     /// Seed override.
     pub seed: Option<u64>,
+    /// The device to run on (checked first by [`resolve_config`]).
+    pub device: pm_core::DeviceKind,
 }
 
 /// Command-line options of `simulate`.
@@ -74,7 +76,9 @@ pub fn snapshot_tag(a: f64) -> String {
 }
 
 /// Resolves the configuration from the input (file or default, then overrides) and validates it.
+/// A CUDA device that cannot be used is an error, before anything is read (docs/cuda.md).
 pub fn resolve_config(opts: &Input) -> Result<Config> {
+    pm_core::device::require(opts.device, "the PM time loop (simulate, gradient)")?;
     let mut config = match &opts.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),

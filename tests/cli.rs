@@ -327,3 +327,44 @@ fn gradient_bad_input_gives_one_line_and_exit_code_2() {
     let out = gradient(&d, "[run]\nfixed_amplitude = true\n", &[]);
     assert_bad(&out, &["run.fixed_amplitude"]);
 }
+
+#[test]
+fn device_cuda_gives_one_line_and_exit_code_2_without_a_usable_gpu() {
+    // Without the `cuda` feature: the rebuild line. With it, on a machine without a driver (CI,
+    // this project's developer machines): the no-driver line. Nothing is written either way.
+    let dir = tmpdir("device");
+    #[cfg(feature = "cuda")]
+    let driver = pm_core::cuda::driver_available();
+    #[cfg(not(feature = "cuda"))]
+    let driver = false;
+    let expected: &[&str] = match (cfg!(feature = "cuda"), driver) {
+        (false, _) => &["built without the cuda feature: rebuild with --features cuda"],
+        (true, false) => &["no CUDA driver found", "--device cpu"],
+        // A machine with a driver: exit 2 all the same (no GPU, no NVRTC, or the GPU time loop
+        // that is not there yet), one line.
+        (true, true) => &["CUDA"],
+    };
+    for cmd in ["simulate", "gradient"] {
+        let out = bin()
+            .arg(cmd)
+            .args(["--quiet", "--device", "cuda", "--out"])
+            .arg(dir.join(cmd))
+            .output()
+            .unwrap();
+        assert_bad(&out, expected);
+        assert!(!dir.join(cmd).exists(), "{cmd} --device cuda wrote outputs");
+    }
+    // A device name that does not exist names the option and the choices.
+    let out = bin()
+        .args(["simulate", "--device", "tpu", "--out"])
+        .arg(dir.join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--device") && err.contains("cuda"), "{err}");
+    // --device cpu is the default and runs.
+    let out = simulate(&dir, Some(SMALL), &["--device", "cpu"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}

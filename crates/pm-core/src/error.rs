@@ -43,6 +43,9 @@ pub enum Error {
         /// Where, and the likely cause.
         detail: String,
     },
+    /// The CUDA device could not be used (no feature, driver, GPU or NVRTC; docs/cuda.md).
+    #[error(transparent)]
+    Cuda(#[from] crate::device::CudaError),
 }
 
 /// `Result` with pm-core's [`Error`].

@@ -53,6 +53,9 @@ pub mod cic;
 pub mod config;
 pub mod correction;
 pub mod cosmology;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod device;
 pub mod dual;
 pub mod error;
 pub mod fft;
@@ -72,5 +75,6 @@ pub mod tangent;
 pub mod testing;
 
 pub use cosmology::Cosmology;
+pub use device::{CudaError, Device, DeviceKind};
 pub use error::{Error, Result};
 pub use float::Real;

@@ -132,7 +132,7 @@ fn invert_spd(a: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
         for j in 0..=i {
             let s: f64 = a[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
             if i == j {
-                if !(s > 0.0) {
+                if s.is_nan() || s <= 0.0 {
                     return Err(Error::invalid("Hessian", format!("{a:?}"), "a positive-definite matrix (a minimum of the loss)"));
                 }
                 l[i][i] = s.sqrt();

@@ -251,7 +251,7 @@ where
         }
         let mut d: Vec<f64> = q.into_iter().map(|v| -v).collect();
         let mut dg = dot(&d, &g);
-        if !(dg < 0.0) {
+        if dg.is_nan() || dg >= 0.0 {
             // Not a descent direction (rounding): restart from steepest descent.
             pairs.clear();
             d = g.iter().map(|v| -v).collect();

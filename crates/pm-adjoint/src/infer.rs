@@ -162,7 +162,6 @@ fn invert_spd(a: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
 
 /// Settings of [`hmc`].
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct HmcOptions {
     /// Leapfrog step size ε (in units of the parameters scaled by `scale`).
     pub step: f64,

@@ -21,7 +21,6 @@ use pm_core::error::{Error, Result};
 
 /// Settings of [`lbfgs`].
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct LbfgsOptions {
     /// Number of (s, y) pairs kept (the rank of the Hessian estimate); 5–20 is typical.
     pub memory: usize,

@@ -32,4 +32,5 @@ pub use pm_nn as nn;
 
 pub mod gradient;
 pub mod output;
+pub mod reconstruct;
 pub mod simulate;

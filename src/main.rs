@@ -1,5 +1,5 @@
-//! The `cosmograd` command-line tool. `cosmograd simulate --help` and `cosmograd gradient --help`
-//! list the options.
+//! The `cosmograd` command-line tool. `cosmograd simulate --help`, `cosmograd gradient --help` and
+//! `cosmograd reconstruct --help` list the options.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -24,6 +24,11 @@ enum Command {
     /// steps): loss.txt, grad_white_noise.npy, grad_cosmology.toml, reversal_error.txt,
     /// timings.txt. With no --config it uses the embedded default; with no --white-noise, the seed.
     Gradient(GradientArgs),
+    /// Reconstruct the initial white noise from a late-time density mesh (maximum a posteriori,
+    /// L-BFGS with adjoint gradients, annealed smoothing): white_noise.npy, linear_density.npy,
+    /// final_density.npy, loss.txt and figures. With no --observed it runs an embedded mock
+    /// (truth from the seed, default 64³ particles, 128³ mesh) and reports r(k), T(k) in r_k.txt.
+    Reconstruct(ReconstructArgs),
 }
 
 /// Where the configuration and the white noise come from (every command).
@@ -83,6 +88,40 @@ struct GradientArgs {
     quiet: bool,
 }
 
+/// Options of `cosmograd reconstruct`.
+#[derive(clap::Args, Debug)]
+struct ReconstructArgs {
+    /// Configuration, and in mock mode the true white noise (file or seed).
+    #[command(flatten)]
+    input: InputArgs,
+    /// Observed density contrast on the force mesh: .npy of shape (m, m, m), float32 or float64.
+    /// Without it: the embedded mock.
+    #[arg(long, value_name = "D.npy")]
+    observed: Option<PathBuf>,
+    /// White Gaussian noise of the observation: standard deviation per mesh cell (units of δ).
+    /// Mock default: 0.01 (almost noise-free).
+    #[arg(long, value_name = "SIGMA", conflicts_with = "noise_power", allow_negative_numbers = true)]
+    noise: Option<f64>,
+    /// Coloured noise: a text table of two columns, k [h/Mpc] and P_N(k) [(Mpc/h)³].
+    #[arg(long, value_name = "FILE")]
+    noise_power: Option<PathBuf>,
+    /// Gaussian smoothing scale of the data model, Mpc/h (0: the CIC density as is).
+    #[arg(long, value_name = "R", default_value_t = 0.0, allow_negative_numbers = true)]
+    smoothing: f64,
+    /// Total L-BFGS iterations over the annealing schedule.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    iterations: usize,
+    /// Output directory.
+    #[arg(long, value_name = "DIR", default_value = "out-reconstruct")]
+    out: PathBuf,
+    /// Overwrite the outputs of a different earlier run in DIR.
+    #[arg(long)]
+    force: bool,
+    /// No progress bar or summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
 /// Options of `cosmograd simulate`.
 #[derive(clap::Args, Debug)]
 struct SimulateArgs {
@@ -113,6 +152,17 @@ fn main() -> ExitCode {
             target: a.target,
             loss: a.loss,
             checkpoint_every: a.checkpoint_every,
+            out: a.out,
+            force: a.force,
+            quiet: a.quiet,
+        }),
+        Command::Reconstruct(a) => cosmograd::reconstruct::run(&cosmograd::reconstruct::Options {
+            input: a.input.into(),
+            observed: a.observed,
+            noise: a.noise,
+            noise_power: a.noise_power,
+            smoothing: a.smoothing,
+            iterations: a.iterations,
             out: a.out,
             force: a.force,
             quiet: a.quiet,

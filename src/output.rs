@@ -21,7 +21,7 @@ pub const POWER_PNG_SIZE: (u32, u32) = (800, 600);
 /// Size in pixels of `slice.png`.
 pub const SLICE_PNG_SIZE: (u32, u32) = (700, 650);
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 /// Colour of the measured P(k) (tab:blue).
 const MEASURED: RGBColor = RGBColor(31, 119, 180);
 /// Colour of the linear P(k).
@@ -375,7 +375,7 @@ fn pow10_label(v: f64) -> String {
 }
 
 /// A short plain number: `0.05`, `0.1`, `1`, `2.5`, `300`.
-fn plain_label(v: f64) -> String {
+pub(crate) fn plain_label(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
@@ -566,7 +566,7 @@ fn draw_slice(root: DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, s: &
 }
 
 /// The magma colour map (van der Walt & Smith, CC0; matplotlib's 256-entry table) at t ∈ [0, 1].
-fn magma(t: f64) -> [u8; 3] {
+pub(crate) fn magma(t: f64) -> [u8; 3] {
     let i = if t.is_finite() {
         (t.clamp(0.0, 1.0) * 255.0).round() as usize
     } else {
@@ -626,10 +626,10 @@ const MAGMA: [[u8; 3]; 256] = [
 // Writing files
 // ---------------------------------------------------------------------------------------------
 
-type DrawOutcome = std::result::Result<(), Box<dyn std::error::Error>>;
+pub(crate) type DrawOutcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
 /// Draws into an RGB bitmap written to a temporary `.png` beside `path`, then renames it.
-fn draw_png(
+pub(crate) fn draw_png(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> DrawOutcome,

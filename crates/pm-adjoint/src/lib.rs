@@ -37,6 +37,9 @@
 mod cosmo;
 mod grad;
 mod objective;
+pub mod infer;
+pub mod optim;
+pub mod recon;
 
 pub use grad::{loss_value, value_and_grad, GradOptions, Gradients, Recover};
 pub use objective::Objective;

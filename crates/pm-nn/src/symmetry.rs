@@ -79,7 +79,7 @@ impl Symmetry {
     pub fn apply_scalar(&self, x: &Tensor) -> Result<Tensor> {
         Self::check(x, "symmetry scalar field")?;
         let p = self.perm;
-        let y = x.permute((0, 1, 2 + p[0], 2 + p[1], 2 + p[2]))?;
+        let y = x.permute((0, 1, 2 + p[0], 2 + p[1], 2 + p[2]))?.contiguous()?;
         let axes: Vec<usize> = (0..3).filter(|&a| self.flip[a]).map(|a| a + 2).collect();
         let y = if axes.is_empty() { y } else { y.flip(&axes)? };
         Ok(y.contiguous()?)
@@ -94,7 +94,7 @@ impl Symmetry {
         }
         let idx = Tensor::new(&[self.perm[0] as u32, self.perm[1] as u32, self.perm[2] as u32], v.device())?;
         let signs = Tensor::new(&[self.sign(0), self.sign(1), self.sign(2)], v.device())?.to_dtype(v.dtype())?.reshape((1, 3, 1, 1, 1))?;
-        let comps = v.index_select(&idx, 1)?.broadcast_mul(&signs)?;
+        let comps = v.contiguous()?.index_select(&idx, 1)?.broadcast_mul(&signs)?;
         self.apply_scalar(&comps)
     }
 }

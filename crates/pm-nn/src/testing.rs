@@ -16,16 +16,18 @@ fn dot(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// Checks d/dε L(x + ε dx, θ + ε dθ) at ε = 0 by central differences (h = 1e-5) against
-/// ⟨∇ₓL, dx⟩ + ⟨∇_θL, dθ⟩ from candle's backward, with L = ⟨r, f(x)⟩ + ⟨r, f(x)⟩²/2,
-/// random directions for x and for every Var of `vm`; relative error ≤ `tol`.
+/// ⟨∇ₓL, dx⟩ + ⟨∇_θL, dθ⟩ from candle's backward, with L = ⟨r, f(x)⟩ (the network is non-linear),
+/// random directions for x and for every Var of `vm` (whose values are first set to fixed
+/// pseudo-random numbers in [−0.5, 0.5)); relative error ≤ `tol`.
 pub(crate) fn directional_fd_check(vm: &VarMap, x: &Tensor, f: impl Fn(&Tensor) -> Tensor, r: &Tensor, tol: f64, label: &str) {
     let mut vars: Vec<(String, Var)> = vm.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(!vars.is_empty(), "{label}: no weights");
-    let loss = |x: &Tensor| {
-        let s = (f(x) * r).unwrap().sum_all().unwrap();
-        (&s + (s.sqr().unwrap() * 0.5).unwrap()).unwrap()
-    };
+    // Deterministic weights (candle's initialisers draw from a thread RNG): ±0.5 uniform.
+    for (i, (_, v)) in vars.iter().enumerate() {
+        v.set(&(rand_t(v.dims(), 3000 + i as u64) * 0.5).unwrap()).unwrap();
+    }
+    let loss = |x: &Tensor| (f(x) * r).unwrap().sum_all().unwrap();
     let xv = Var::from_tensor(x).unwrap();
     let grads = loss(xv.as_tensor()).backward().unwrap();
     let dx = rand_t(x.dims(), 1001);
@@ -39,7 +41,7 @@ pub(crate) fn directional_fd_check(vm: &VarMap, x: &Tensor, f: impl Fn(&Tensor) 
     }
     let h = 1e-5;
     let orig: Vec<Tensor> = vars.iter().map(|(_, v)| v.as_tensor().copy().unwrap()).collect();
-    let mut eval = |eps: f64| {
+    let eval = |eps: f64| {
         for ((_, v), (o, d)) in vars.iter().zip(orig.iter().zip(&dirs)) {
             v.set(&(o + (d * eps).unwrap()).unwrap()).unwrap();
         }

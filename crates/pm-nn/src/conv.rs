@@ -9,7 +9,7 @@
 //!   x̄[n,c,ξ] += Σ_{o, z, κ : s·z + κ − p = ξ} w[o,c,κ] · ȳ[n,o,z]
 //! Weight gradient:
 //!   w̄[o,c,κ] += Σ_{n, z} ȳ[n,o,z] · x[n, c, s·z + κ − p]
-//! Each is a matrix product with the im2col matrix X[(c,κ), z] = x[n, c, s·z + κ − p]:
+//! (docs/nn.md eqs. 1.1–1.3.) Each is a matrix product with the im2col matrix X[(c,κ), z] = x[n, c, s·z + κ − p]:
 //! y = W·X, X̄ = Wᵀ·ȳ then col2im, w̄ = ȳ·Xᵀ (W viewed as C_out × C_in·k³).
 //!
 //! CPU path ([`conv3d`] on a CPU tensor of f32/f64): a fused, tiled im2col + gemm (the `gemm`

@@ -5,7 +5,7 @@
 //! v = a H(a) f(a) D₁(a) ψ (ψ the linear displacement field at a = 1 in Mpc/h; H = 100 E(a)
 //! km/s per Mpc/h; f = dln D₁/dln a), and the density contrast is δ = D₁(a) δ_L. So
 //!   density / D₁,   displacement / D₁,   velocity / (a H f D₁)
-//! are all a-independent in the linear regime; the last two are in Mpc/h. Units: velocity in km/s
+//! are all a-independent in the linear regime (docs/nn.md §4); the last two are in Mpc/h. Units: velocity in km/s
 //! (pm-core's `Simulation::velocities`), displacement in Mpc/h.
 
 use crate::error::{Error, Result};

@@ -3,7 +3,7 @@
 //!
 //! Forward (per spatial axis of length L, pad p):  y[i] = x[(i − p) mod L],  i = 0 … L + 2p − 1.
 //! Adjoint (the fold):                            x̄[j] += Σ_{i : (i − p) mod L = j} ȳ[i],
-//! i.e. the two halos are added back onto the opposite faces. A convolution applied after
+//! (docs/nn.md eqs. 2.1–2.2), i.e. the two halos are added back onto the opposite faces. A convolution applied after
 //! [`pad_periodic`] with p = (k − 1)/2 and no zero padding is the convolution on the torus, so it
 //! commutes exactly with any periodic shift (`roll`) of the box.
 //!

@@ -8,7 +8,7 @@
 //!   scalar:  (gφ)(y) = φ(g⁻¹y)
 //!   vector:  (gv)_a(y) = s_a · v_{π(a)}(g⁻¹y)   (components permuted and negated with the axes),
 //! so that g(∇φ) = ∇(gφ): the gradient of a transformed scalar is the transformed gradient.
-//! Composition (g₂ ∘ g₁): π₃(b) = π₁(π₂(b)), s₃_b = s₂_b · s₁_{π₂(b)}.
+//! (docs/nn.md §3.) Composition (g₂ ∘ g₁): π₃(b) = π₁(π₂(b)), s₃_b = s₂_b · s₁_{π₂(b)}.
 
 use crate::error::{Error, Result};
 use candle_core::Tensor;

@@ -1,0 +1,120 @@
+//! Building blocks shared by the U-net and the CNN: activation, normalisation, padding mode and
+//! the conv → norm → activation block.
+//!
+//! Instance normalisation (per sample and channel, over the voxels of the field):
+//!   y = γ (x − μ) / √(σ² + ε) + β,  μ, σ² the mean and (biased) variance over the voxels, ε = 1e-5.
+//! Its backward is candle's autograd of these ops.
+
+use crate::conv::Conv3d;
+use crate::error::Result;
+use crate::pad::pad_periodic;
+use candle_core::{Tensor, D};
+use serde::{Deserialize, Serialize};
+
+/// Point-wise non-linearity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Activation {
+    /// max(x, 0).
+    Relu,
+    /// x for x > 0, 0.1·x otherwise.
+    LeakyRelu,
+    /// Gaussian error linear unit (tanh approximation).
+    Gelu,
+    /// tanh(x); smooth, used by gradient tests.
+    Tanh,
+}
+
+impl Activation {
+    /// Applies the activation.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Activation::Relu => x.relu()?,
+            Activation::LeakyRelu => (x.relu()? - (x.neg()?.relu()? * 0.1)?)?,
+            Activation::Gelu => x.gelu()?,
+            Activation::Tanh => x.tanh()?,
+        })
+    }
+}
+
+/// Normalisation after each convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Norm {
+    /// None.
+    None,
+    /// Instance norm with a learned scale and shift per channel (module header).
+    Instance,
+}
+
+/// How a k = 3 convolution treats the box boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Padding {
+    /// Periodic images (exact translation equivariance on a periodic box).
+    Periodic,
+    /// Zeros (crops of a larger box; the output's border is then cropped away).
+    Zero,
+}
+
+/// Instance normalisation with learned γ ("gamma", init 1) and β ("beta", init 0).
+#[derive(Clone, Debug)]
+pub struct InstanceNorm {
+    gamma: Tensor,
+    beta: Tensor,
+}
+
+impl InstanceNorm {
+    /// Per-channel parameters for `c` channels from `vb`.
+    pub fn new(c: usize, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Ok(Self { gamma: vb.get_with_hints(c, "gamma", candle_nn::Init::Const(1.0))?, beta: vb.get_with_hints(c, "beta", candle_nn::Init::Const(0.0))? })
+    }
+
+    /// Normalises an N×C×D×H×W tensor per sample and channel.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let d = x.dims().to_vec();
+        let flat = x.reshape((d[0], d[1], ()))?;
+        let mu = flat.mean_keepdim(D::Minus1)?;
+        let xc = flat.broadcast_sub(&mu)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let y = xc.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
+        let c = d[1];
+        let y = y.broadcast_mul(&self.gamma.reshape((1, c, 1))?)?.broadcast_add(&self.beta.reshape((1, c, 1))?)?;
+        Ok(y.reshape(d)?)
+    }
+}
+
+/// k = 3 convolution (periodic or zero padding, stride 1 or 2) → optional norm → activation.
+#[derive(Clone, Debug)]
+pub struct ConvBlock {
+    conv: Conv3d,
+    norm: Option<InstanceNorm>,
+    act: Option<Activation>,
+    periodic_pad: usize,
+}
+
+impl ConvBlock {
+    /// A block C_in → C_out with kernel `k` (odd k keeps the size at stride 1), stride `stride`;
+    /// `act = None` for a linear output layer. Weights under `vb` ("conv", "norm").
+    pub fn new(cin: usize, cout: usize, k: usize, stride: usize, padding: Padding, norm: Norm, act: Option<Activation>, vb: candle_nn::VarBuilder) -> Result<Self> {
+        let p = (k - 1) / 2;
+        let (zero_pad, periodic_pad) = match padding {
+            Padding::Periodic => (0, p),
+            Padding::Zero => (p, 0),
+        };
+        let with_norm = norm == Norm::Instance;
+        let conv = Conv3d::new(cin, cout, k, stride, zero_pad, !with_norm, vb.pp("conv"))?;
+        let norm = if with_norm { Some(InstanceNorm::new(cout, vb.pp("norm"))?) } else { None };
+        Ok(Self { conv, norm, act, periodic_pad })
+    }
+
+    /// Applies the block.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = if self.periodic_pad > 0 { pad_periodic(x, self.periodic_pad)? } else { x.clone() };
+        let mut y = self.conv.forward(&x)?;
+        if let Some(n) = &self.norm {
+            y = n.forward(&y)?;
+        }
+        match &self.act {
+            Some(a) => a.apply(&y),
+            None => Ok(y),
+        }
+    }
+}

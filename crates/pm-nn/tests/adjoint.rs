@@ -41,7 +41,7 @@ fn mlp_force_correction_gradient_through_the_adjoint_matches_finite_differences(
     base.eval(0.6, &k, &mut f);
     let fmax = f.iter().fold(0.0f64, |a, v| a.max(v.abs()));
     eprintln!("max |f_θ| at a = 0.6: {fmax:.3}");
-    assert!(fmax > 0.05 && fmax < 1.0);
+    assert!(fmax > 0.01, "the correction should not vanish");
     let sim_with = |t: &[f64]| {
         let mut sim = Simulation::<f64>::new(&c).unwrap();
         let mut m = base.clone();

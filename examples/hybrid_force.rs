@@ -23,7 +23,7 @@ use pm_core::loss::{Loss, PowerLoss};
 use pm_core::noise::white_noise;
 use pm_core::sim::{Event, Simulation};
 use pm_nn::force::{MlpConfig, MlpCorrection};
-use pm_nn::train::{grad_store_flat, train, Existing, Task, TrainConfig};
+use pm_nn::train::{grad_store_flat, train, Existing, GradStore, Task, TrainConfig};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -106,7 +106,7 @@ impl Task for Hybrid {
     fn len(&self) -> usize {
         self.noise.len()
     }
-    fn loss_and_grads(&mut self, batch: &[usize]) -> pm_nn::Result<(f64, candle_core::backprop::GradStore)> {
+    fn loss_and_grads(&mut self, batch: &[usize]) -> pm_nn::Result<(f64, GradStore)> {
         self.install(true);
         let opts = GradOptions {
             cosmology: false,

@@ -22,7 +22,7 @@
 //! All parameters are f64 on the CPU (the batch is the few hundred distinct |k| of a mesh).
 
 use crate::error::{Error, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use pm_core::correction::{check_params, ForceCorrection};
 
@@ -283,7 +283,7 @@ impl ForceCorrection for MlpCorrection {
         if k.is_empty() {
             return;
         }
-        let run = || -> candle_core::Result<()> {
+        let mut run = || -> candle_core::Result<()> {
             let f = self.forward(a, k)?;
             let c = Tensor::from_slice(cot, k.len(), &Device::Cpu)?;
             let grads = (f * c)?.sum_all()?.backward()?;

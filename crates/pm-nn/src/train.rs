@@ -18,7 +18,7 @@
 //! `cosmograd.train.history` (one `epoch train_loss val_loss` line per epoch).
 
 use crate::error::{Error, Result};
-use candle_core::backprop::GradStore;
+pub use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};

@@ -27,8 +27,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let k_max = Some(1.0);
     // The noise-free spectrum at the truth.
     let clean = simulated_power(&config, &w)?;
-    println!("truth: Ω_m = {:.4}, σ₈ = {:.4}; {} bins up to k = 1 h/Mpc", truth[0], truth[1], clean.k.iter().filter(|&&k| k <= 1.0).count());
-    println!("{:>5} {:>16} {:>16} {:>8} {:>8} {:>6} {:>7}", "trial", "Ω_m ± σ", "σ₈ ± σ", "pull Ω", "pull σ₈", "iters", "time s");
+    println!(
+        "truth: Ω_m = {:.4}, σ₈ = {:.4}; {} bins up to k = 1 h/Mpc",
+        truth[0],
+        truth[1],
+        clean.k.iter().filter(|&&k| k <= 1.0).count()
+    );
+    println!(
+        "{:>5} {:>16} {:>16} {:>8} {:>8} {:>6} {:>7}",
+        "trial", "Ω_m ± σ", "σ₈ ± σ", "pull Ω", "pull σ₈", "iters", "time s"
+    );
     let mut within = 0;
     for trial in 0..trials {
         let t0 = Instant::now();

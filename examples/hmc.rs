@@ -23,7 +23,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let u = |x: &[f64]| fit.value_and_grad([x[0], x[1]]).map(|(v, g)| (v, g.to_vec()));
     let cov = laplace_covariance(|x| Ok(u(x)?.1), &truth, &[2e-3, 2e-3])?;
     let sd = [cov[0][0].sqrt(), cov[1][1].sqrt()];
-    println!("Laplace at the truth: σ(Ω_m) = {:.4}, σ(σ₈) = {:.4}, correlation {:.3}", sd[0], sd[1], cov[0][1] / (sd[0] * sd[1]));
+    println!(
+        "Laplace at the truth: σ(Ω_m) = {:.4}, σ(σ₈) = {:.4}, correlation {:.3}",
+        sd[0],
+        sd[1],
+        cov[0][1] / (sd[0] * sd[1])
+    );
     let opts = HmcOptions {
         step: 0.35,
         leapfrog_steps: 6,
@@ -50,7 +55,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ess = effective_sample_size(&c);
         println!(
             "{name}: mean {mean:.4} (truth {:.4}), sd {s:.4} (Laplace {:.4}), ESS {ess:.0} of {}",
-            truth[i], sd[i], c.len()
+            truth[i],
+            sd[i],
+            c.len()
         );
     }
     Ok(())

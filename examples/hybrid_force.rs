@@ -265,5 +265,9 @@ fn main() {
         let v: Vec<f64> = (0..nb).filter(|&b| k[b] <= k_nyq).map(|b| e[b] * e[b]).collect();
         (v.iter().sum::<f64>() / v.len() as f64).sqrt()
     };
-    println!("rms over bins k ≤ k_Nyq: before {:.2} %, after {:.2} %", 100.0 * rms(&before), 100.0 * rms(&after));
+    println!(
+        "rms over bins k ≤ k_Nyq: before {:.2} %, after {:.2} %",
+        100.0 * rms(&before),
+        100.0 * rms(&after)
+    );
 }

@@ -40,13 +40,38 @@ struct Preset {
     lr: f64,
 }
 
-const SMALL: Preset = Preset { box_size: 128.0, n: 32, steps: 8, train: 40, test: 10, channels: &[8, 16, 16, 32], hidden: 32, iters: 600, batch: 4, lr: 2e-3 };
-const FULL: Preset = Preset { box_size: 256.0, n: 60, steps: 16, train: 400, test: 50, channels: &[32, 64, 64, 128], hidden: 64, iters: 8000, batch: 8, lr: 1e-3 };
+const SMALL: Preset = Preset {
+    box_size: 128.0,
+    n: 32,
+    steps: 8,
+    train: 40,
+    test: 10,
+    channels: &[8, 16, 16, 32],
+    hidden: 32,
+    iters: 600,
+    batch: 4,
+    lr: 2e-3,
+};
+const FULL: Preset = Preset {
+    box_size: 256.0,
+    n: 60,
+    steps: 16,
+    train: 400,
+    test: 50,
+    channels: &[32, 64, 64, 128],
+    hidden: 64,
+    iters: 8000,
+    batch: 8,
+    lr: 1e-3,
+};
 
 const RANGES: [(f64, f64); 2] = [(0.25, 0.40), (0.70, 0.90)];
 
 fn opt<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(|v| v.parse().ok().unwrap_or_else(|| panic!("{name}: bad value")))
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().ok().unwrap_or_else(|| panic!("{name}: bad value")))
 }
 
 /// Deterministic uniform in [0, 1) from (seed, i) (splitmix64).
@@ -67,7 +92,10 @@ fn latin_hypercube(n: usize, seed: u64) -> Vec<[f64; 2]> {
     }
     (0..n)
         .map(|i| {
-            let u = [(i as f64 + unif(seed + 1, i as u64)) / n as f64, (perm[i] as f64 + unif(seed + 2, i as u64)) / n as f64];
+            let u = [
+                (i as f64 + unif(seed + 1, i as u64)) / n as f64,
+                (perm[i] as f64 + unif(seed + 2, i as u64)) / n as f64,
+            ];
             [0, 1].map(|a| RANGES[a].0 + u[a] * (RANGES[a].1 - RANGES[a].0))
         })
         .collect()
@@ -140,7 +168,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let nrun = p.train + p.test;
     let thetas = latin_hypercube(nrun, 11);
-    let runs: Vec<(Vec<f32>, Vec<f64>)> = thetas.iter().enumerate().map(|(i, t)| simulate(&p, *t, 5000 + i as u64)).collect::<Result<_, _>>()?;
+    let runs: Vec<(Vec<f32>, Vec<f64>)> = thetas
+        .iter()
+        .enumerate()
+        .map(|(i, t)| simulate(&p, *t, 5000 + i as u64))
+        .collect::<Result<_, _>>()?;
     println!("simulated {nrun} runs of {m}³ in {:.1} s", t0.elapsed().as_secs_f64());
     // Held-out runs: every 5th point of the hypercube (spread over the parameter space).
     let is_test = |i: usize| i % (nrun / p.test) == 0 && i / (nrun / p.test) < p.test;
@@ -148,10 +180,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Standardisation of targets and of the input field (training runs only).
     let mean = [0, 1].map(|a| tr.iter().map(|&i| thetas[i][a]).sum::<f64>() / tr.len() as f64);
     let std = [0, 1].map(|a| (tr.iter().map(|&i| (thetas[i][a] - mean[a]).powi(2)).sum::<f64>() / tr.len() as f64).sqrt());
-    let dstd = (tr.iter().map(|&i| runs[i].0.iter().map(|v| (*v as f64).powi(2)).sum::<f64>()).sum::<f64>() / (tr.len() * m * m * m) as f64).sqrt();
+    let dstd = (tr
+        .iter()
+        .map(|&i| runs[i].0.iter().map(|v| (*v as f64).powi(2)).sum::<f64>())
+        .sum::<f64>()
+        / (tr.len() * m * m * m) as f64)
+        .sqrt();
     let z = |t: [f64; 2]| [0, 1].map(|a| (t[a] - mean[a]) / std[a]);
     let unz = |s: [f64; 2]| [0, 1].map(|a| s[a] * std[a] + mean[a]);
-    let field = |i: usize| -> candle_core::Result<Tensor> { Tensor::from_vec(runs[i].0.iter().map(|v| (*v as f64 / dstd) as f32).collect::<Vec<f32>>(), (1, 1, m, m, m), &Device::Cpu) };
+    let field = |i: usize| -> candle_core::Result<Tensor> {
+        Tensor::from_vec(
+            runs[i].0.iter().map(|v| (*v as f64 / dstd) as f32).collect::<Vec<f32>>(),
+            (1, 1, m, m, m),
+            &Device::Cpu,
+        )
+    };
 
     // P(k) baseline: ridge on [1, log P(k_1..k_B)], λ picked by leave-one-out over a small grid.
     let feats = |i: usize| -> Vec<f64> { std::iter::once(1.0).chain(runs[i].1.iter().copied()).collect() };
@@ -172,13 +215,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let b = ridge(&tr.iter().map(|&i| feats(i)).collect::<Vec<_>>(), &ztr, best.1);
-    println!("P(k) ridge baseline: {} features, λ = {} (leave-one-out)", runs[0].1.len() + 1, best.1);
+    println!(
+        "P(k) ridge baseline: {} features, λ = {} (leave-one-out)",
+        runs[0].1.len() + 1,
+        best.1
+    );
 
     // CNN.
-    let cfg = CnnConfig { in_channels: 1, channels: p.channels.to_vec(), hidden: vec![p.hidden], outputs: 2, norm: Norm::None, activation: Activation::LeakyRelu, input_side: m };
+    let cfg = CnnConfig {
+        in_channels: 1,
+        channels: p.channels.to_vec(),
+        hidden: vec![p.hidden],
+        outputs: 2,
+        norm: Norm::None,
+        activation: Activation::LeakyRelu,
+        input_side: m,
+    };
     let vm = VarMap::new();
     let net = Cnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
-    let mut adam = candle_nn::AdamW::new(vm.all_vars(), candle_nn::ParamsAdamW { lr: p.lr, weight_decay: 1e-4, ..Default::default() })?;
+    let mut adam = candle_nn::AdamW::new(
+        vm.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: p.lr,
+            weight_decay: 1e-4,
+            ..Default::default()
+        },
+    )?;
     let fields: Vec<Tensor> = (0..nrun).map(field).collect::<Result<_, _>>()?;
     let t1 = Instant::now();
     let mut running = 0.0;
@@ -199,7 +261,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let l = loss.to_scalar::<f32>()? as f64;
         running = if it == 0 { l } else { 0.95 * running + 0.05 * l };
         if it % 50 == 0 || it + 1 == iters {
-            println!("iter {it:5}  loss {l:.4e}  (running {running:.4e})  {:.0} s", t1.elapsed().as_secs_f64());
+            println!(
+                "iter {it:5}  loss {l:.4e}  (running {running:.4e})  {:.0} s",
+                t1.elapsed().as_secs_f64()
+            );
         }
     }
 
@@ -213,14 +278,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let pk = unz(predict(&b, &feats(i)));
         rows.push((thetas[i], cnn, pk));
     }
-    let rel = |f: &dyn Fn(&([f64; 2], [f64; 2], [f64; 2])) -> [f64; 2], a: usize| rows.iter().map(|r| ((f(r)[a] - r.0[a]) / r.0[a]).abs()).sum::<f64>() / rows.len() as f64;
+    let rel = |f: &dyn Fn(&([f64; 2], [f64; 2], [f64; 2])) -> [f64; 2], a: usize| {
+        rows.iter().map(|r| ((f(r)[a] - r.0[a]) / r.0[a]).abs()).sum::<f64>() / rows.len() as f64
+    };
     let cnn_err = [rel(&|r| r.1, 0), rel(&|r| r.1, 1)];
     let pk_err = [rel(&|r| r.2, 0), rel(&|r| r.2, 1)];
     let mut f = std::fs::File::create(&txt)?;
-    writeln!(f, "# param_cnn: {} training and {} held-out runs, {m}³ mesh, {} Mpc/h, {iters} iterations", tr.len(), te.len(), p.box_size)?;
+    writeln!(
+        f,
+        "# param_cnn: {} training and {} held-out runs, {m}³ mesh, {} Mpc/h, {iters} iterations",
+        tr.len(),
+        te.len(),
+        p.box_size
+    )?;
     writeln!(f, "# Omega_m_true sigma8_true Omega_m_cnn sigma8_cnn Omega_m_pk sigma8_pk")?;
     for r in &rows {
-        writeln!(f, "{:.4} {:.4} {:.4} {:.4} {:.4} {:.4}", r.0[0], r.0[1], r.1[0], r.1[1], r.2[0], r.2[1])?;
+        writeln!(
+            f,
+            "{:.4} {:.4} {:.4} {:.4} {:.4} {:.4}",
+            r.0[0], r.0[1], r.1[0], r.1[1], r.2[0], r.2[1]
+        )?;
     }
     let summary = format!(
         "mean relative error on held-out runs: CNN Ω_m {:.4}, σ_8 {:.4}; P(k) ridge Ω_m {:.4}, σ_8 {:.4}; prior half-width/centre Ω_m {:.3}, σ_8 {:.3}",
@@ -234,7 +311,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(f, "# {summary}")?;
     println!("{}", std::fs::read_to_string(&txt)?);
     plot(&png, &rows)?;
-    println!("{summary}\nwrote {} and {}; total {:.0} s", txt.display(), png.display(), t0.elapsed().as_secs_f64());
+    println!(
+        "{summary}\nwrote {} and {}; total {:.0} s",
+        txt.display(),
+        png.display(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -247,12 +329,24 @@ fn plot(path: &std::path::Path, rows: &[Row]) -> Result<(), Box<dyn std::error::
     let (left, right) = root.split_horizontally(500);
     for (area, a, name) in [(left, 0usize, "Omega_m"), (right, 1, "sigma_8")] {
         let (lo, hi) = (RANGES[a].0 - 0.05, RANGES[a].1 + 0.05);
-        let mut ch = ChartBuilder::on(&area).caption(format!("{name}: predicted vs true"), ("sans-serif", 22)).margin(10).x_label_area_size(35).y_label_area_size(45).build_cartesian_2d(lo..hi, lo..hi)?;
+        let mut ch = ChartBuilder::on(&area)
+            .caption(format!("{name}: predicted vs true"), ("sans-serif", 22))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(45)
+            .build_cartesian_2d(lo..hi, lo..hi)?;
         ch.configure_mesh().x_desc("true").y_desc("predicted").draw()?;
         ch.draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.mix(0.4)))?;
-        ch.draw_series(rows.iter().map(|r| Circle::new((r.0[a], r.1[a]), 4, BLUE.filled())))?.label("CNN").legend(|(x, y)| Circle::new((x + 8, y), 4, BLUE.filled()));
-        ch.draw_series(rows.iter().map(|r| TriangleMarker::new((r.0[a], r.2[a]), 5, RED.filled())))?.label("P(k) ridge").legend(|(x, y)| TriangleMarker::new((x + 8, y), 5, RED.filled()));
-        ch.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        ch.draw_series(rows.iter().map(|r| Circle::new((r.0[a], r.1[a]), 4, BLUE.filled())))?
+            .label("CNN")
+            .legend(|(x, y)| Circle::new((x + 8, y), 4, BLUE.filled()));
+        ch.draw_series(rows.iter().map(|r| TriangleMarker::new((r.0[a], r.2[a]), 5, RED.filled())))?
+            .label("P(k) ridge")
+            .legend(|(x, y)| TriangleMarker::new((x + 8, y), 5, RED.filled()));
+        ch.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
     }
     root.present()?;
     Ok(())

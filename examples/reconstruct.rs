@@ -48,7 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut x = vec![0.0f64; n * n * n];
     let t1 = Instant::now();
     let mut evals = 0;
-    for (r, iters) in [(2.0 * spacing, iterations / 5), (spacing, iterations / 5), (0.0, iterations - 2 * (iterations / 5))] {
+    for (r, iters) in [
+        (2.0 * spacing, iterations / 5),
+        (spacing, iterations / 5),
+        (0.0, iterations - 2 * (iterations / 5)),
+    ] {
         post.set_anneal(r)?;
         let f = |xv: &[f64]| {
             let w: Vec<f32> = xv.iter().map(|&v| v as f32).collect();

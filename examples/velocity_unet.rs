@@ -44,11 +44,34 @@ struct Preset {
     lr: f64,
 }
 
-const SMALL: Preset = Preset { box_size: 64.0, n: 32, steps: 10, train: 8, test: 2, width: 8, iters: 300, batch: 2, lr: 2e-3 };
-const FULL: Preset = Preset { box_size: 128.0, n: 64, steps: 20, train: 32, test: 4, width: 16, iters: 3000, batch: 4, lr: 1e-3 };
+const SMALL: Preset = Preset {
+    box_size: 64.0,
+    n: 32,
+    steps: 10,
+    train: 8,
+    test: 2,
+    width: 8,
+    iters: 300,
+    batch: 2,
+    lr: 2e-3,
+};
+const FULL: Preset = Preset {
+    box_size: 128.0,
+    n: 64,
+    steps: 20,
+    train: 32,
+    test: 4,
+    width: 16,
+    iters: 3000,
+    batch: 4,
+    lr: 1e-3,
+};
 
 fn opt<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(|v| v.parse().ok().unwrap_or_else(|| panic!("{name}: bad value")))
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().ok().unwrap_or_else(|| panic!("{name}: bad value")))
 }
 
 /// One box: δ/D (m³), true and linear-theory normalised velocities (3 × m³), all f32.
@@ -67,7 +90,11 @@ struct Spectral {
 
 impl Spectral {
     fn new(m: usize, l: f64) -> Self {
-        Self { m, geom: MeshGeom::new(m, l), fft: Fft3::new(m) }
+        Self {
+            m,
+            geom: MeshGeom::new(m, l),
+            fft: Fft3::new(m),
+        }
     }
 
     fn fwd(&self, f: &[f32]) -> Vec<C<f32>> {
@@ -120,7 +147,9 @@ impl Spectral {
         let i = C::new(0.0, 1.0f32);
         let deriv = |a: usize, b: usize| self.inv(self.map(&uk[b], |k, v| i * (k[a] as f32) * v)); // ∂_a u_b
         let theta_parts: Vec<Vec<f32>> = (0..3).map(|a| deriv(a, a)).collect();
-        let theta: Vec<f32> = (0..theta_parts[0].len()).map(|j| theta_parts[0][j] + theta_parts[1][j] + theta_parts[2][j]).collect();
+        let theta: Vec<f32> = (0..theta_parts[0].len())
+            .map(|j| theta_parts[0][j] + theta_parts[1][j] + theta_parts[2][j])
+            .collect();
         let w: Vec<Vec<f32>> = [(1, 2), (2, 0), (0, 1)]
             .iter()
             .map(|&(a, b)| {
@@ -128,7 +157,9 @@ impl Spectral {
                 p.iter().zip(&q).map(|(x, y)| x - y).collect()
             })
             .collect();
-        let mag = (0..theta.len()).map(|j| (w[0][j].powi(2) + w[1][j].powi(2) + w[2][j].powi(2)).sqrt()).collect();
+        let mag = (0..theta.len())
+            .map(|j| (w[0][j].powi(2) + w[1][j].powi(2) + w[2][j].powi(2)).sqrt())
+            .collect();
         (theta, mag)
     }
 }
@@ -165,7 +196,9 @@ fn tensor(fields: &[&[f32]], m: usize) -> candle_core::Result<Tensor> {
 /// Network input (δ, u_lin) and the residual target u_true − u_lin, 1×4×m³ and 1×3×m³.
 fn sample(b: &BoxData, m: usize) -> candle_core::Result<(Tensor, Tensor)> {
     let x = tensor(&[&b.delta, &b.u_lin[0], &b.u_lin[1], &b.u_lin[2]], m)?;
-    let res: Vec<Vec<f32>> = (0..3).map(|a| b.u_true[a].iter().zip(&b.u_lin[a]).map(|(t, l)| t - l).collect()).collect();
+    let res: Vec<Vec<f32>> = (0..3)
+        .map(|a| b.u_true[a].iter().zip(&b.u_lin[a]).map(|(t, l)| t - l).collect())
+        .collect();
     let y = tensor(&[&res[0], &res[1], &res[2]], m)?;
     Ok((x, y))
 }
@@ -222,15 +255,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let m = p.n;
     let sp = Spectral::new(m, p.box_size);
     let t0 = Instant::now();
-    let boxes: Vec<BoxData> = (0..p.train + p.test).map(|i| simulate(&p, 1000 + i as u64, &sp)).collect::<Result<_, _>>()?;
-    println!("simulated {} boxes of {m}³ particles, {} Mpc/h, in {:.1} s", boxes.len(), p.box_size, t0.elapsed().as_secs_f64());
+    let boxes: Vec<BoxData> = (0..p.train + p.test)
+        .map(|i| simulate(&p, 1000 + i as u64, &sp))
+        .collect::<Result<_, _>>()?;
+    println!(
+        "simulated {} boxes of {m}³ particles, {} Mpc/h, in {:.1} s",
+        boxes.len(),
+        p.box_size,
+        t0.elapsed().as_secs_f64()
+    );
     let (train, test) = boxes.split_at(p.train);
     let train_s: Vec<(Tensor, Tensor)> = train.iter().map(|b| sample(b, m)).collect::<Result<_, _>>()?;
 
-    let cfg = UNetConfig { in_channels: 4, out_channels: 3, levels: 3, width: p.width, convs: vec![2, 2, 2], norm: Norm::None, activation: Activation::LeakyRelu, bypass: Bypass::Concat, padding: Padding::Periodic, crop: 0 };
+    let cfg = UNetConfig {
+        in_channels: 4,
+        out_channels: 3,
+        levels: 3,
+        width: p.width,
+        convs: vec![2, 2, 2],
+        norm: Norm::None,
+        activation: Activation::LeakyRelu,
+        bypass: Bypass::Concat,
+        padding: Padding::Periodic,
+        crop: 0,
+    };
     let vm = VarMap::new();
     let net = UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
-    let mut adam = candle_nn::AdamW::new(vm.all_vars(), candle_nn::ParamsAdamW { lr: p.lr, weight_decay: 1e-4, ..Default::default() })?;
+    let mut adam = candle_nn::AdamW::new(
+        vm.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: p.lr,
+            weight_decay: 1e-4,
+            ..Default::default()
+        },
+    )?;
     let t1 = Instant::now();
     let mut running = 0.0;
     for it in 0..iters {
@@ -249,7 +307,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let l = loss.to_scalar::<f32>()? as f64;
         running = if it == 0 { l } else { 0.95 * running + 0.05 * l };
         if it % 25 == 0 || it + 1 == iters {
-            println!("iter {it:5}  loss {l:.4e}  (running {running:.4e})  {:.0} s", t1.elapsed().as_secs_f64());
+            println!(
+                "iter {it:5}  loss {l:.4e}  (running {running:.4e})  {:.0} s",
+                t1.elapsed().as_secs_f64()
+            );
         }
     }
 
@@ -260,7 +321,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (x, _) = sample(b, m)?;
         let corr = net.forward(&x)?.squeeze(0)?;
         let pred: [Vec<f32>; 3] = std::array::from_fn(|a| {
-            let c = corr.get(a).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).expect("prediction");
+            let c = corr
+                .get(a)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("prediction");
             c.iter().zip(&b.u_lin[a]).map(|(c, l)| c + l).collect()
         });
         for a in 0..3 {
@@ -281,9 +346,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let k = acc[0].k.clone();
     let mut f = std::fs::File::create(&txt)?;
-    writeln!(f, "# velocity_unet: held-out boxes {}, box {} Mpc/h, mesh {m}³, {iters} iterations of batch {}", p.test, p.box_size, p.batch)?;
-    writeln!(f, "# r = cross-correlation with the true field, T = P_pred/P_true; net = U-net, lin = linear theory (|curl v| = 0 in linear theory)")?;
-    writeln!(f, "# k[h/Mpc]  r_v_net  r_v_lin  T_v_net  T_v_lin  r_div_net  r_div_lin  T_div_net  T_div_lin  r_curl_net  T_curl_net")?;
+    writeln!(
+        f,
+        "# velocity_unet: held-out boxes {}, box {} Mpc/h, mesh {m}³, {iters} iterations of batch {}",
+        p.test, p.box_size, p.batch
+    )?;
+    writeln!(
+        f,
+        "# r = cross-correlation with the true field, T = P_pred/P_true; net = U-net, lin = linear theory (|curl v| = 0 in linear theory)"
+    )?;
+    writeln!(
+        f,
+        "# k[h/Mpc]  r_v_net  r_v_lin  T_v_net  T_v_lin  r_div_net  r_div_lin  T_div_net  T_div_lin  r_curl_net  T_curl_net"
+    )?;
     for i in 0..k.len() {
         writeln!(
             f,
@@ -313,7 +388,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     writeln!(f, "# {summary}")?;
     println!("{}", std::fs::read_to_string(&txt)?);
     plot(&png, &k, &acc)?;
-    println!("{summary}\nwrote {} and {}; total {:.0} s", txt.display(), png.display(), t0.elapsed().as_secs_f64());
+    println!(
+        "{summary}\nwrote {} and {}; total {:.0} s",
+        txt.display(),
+        png.display(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -326,16 +406,34 @@ fn plot(path: &std::path::Path, k: &[f64], acc: &[Acc]) -> Result<(), Box<dyn st
     let series = [("v", 0usize, &BLUE), ("div v", 2, &RED), ("|curl v|", 4, &GREEN)];
     for (area, title, is_r) in [(left, "r(k) with the true field", true), (right, "P_pred / P_true", false)] {
         let (y0, y1) = if is_r { (-0.2, 1.05) } else { (0.0, 1.6) };
-        let mut ch = ChartBuilder::on(&area).caption(title, ("sans-serif", 22)).margin(10).x_label_area_size(35).y_label_area_size(45).build_cartesian_2d(0.0..kmax, y0..y1)?;
+        let mut ch = ChartBuilder::on(&area)
+            .caption(title, ("sans-serif", 22))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(45)
+            .build_cartesian_2d(0.0..kmax, y0..y1)?;
         ch.configure_mesh().x_desc("k [h/Mpc]").draw()?;
         for (name, idx, col) in series {
             let val = |a: &Acc, i: usize| if is_r { a.r(i) } else { a.ratio(i) };
-            ch.draw_series(LineSeries::new((0..k.len()).map(|i| (k[i], val(&acc[idx], i))), col.stroke_width(2)))?.label(format!("{name} U-net")).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
+            ch.draw_series(LineSeries::new(
+                (0..k.len()).map(|i| (k[i], val(&acc[idx], i))),
+                col.stroke_width(2),
+            ))?
+            .label(format!("{name} U-net"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.stroke_width(2)));
             if idx < 4 {
-                ch.draw_series(LineSeries::new((0..k.len()).map(|i| (k[i], val(&acc[idx + 1], i))), col.mix(0.5).stroke_width(1)))?.label(format!("{name} linear")).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.mix(0.5)));
+                ch.draw_series(LineSeries::new(
+                    (0..k.len()).map(|i| (k[i], val(&acc[idx + 1], i))),
+                    col.mix(0.5).stroke_width(1),
+                ))?
+                .label(format!("{name} linear"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], col.mix(0.5)));
             }
         }
-        ch.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+        ch.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
     }
     root.present()?;
     Ok(())

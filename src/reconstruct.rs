@@ -111,7 +111,11 @@ pub fn read_noise_power(path: &Path) -> Result<NoiseModel> {
 fn noise_model(opts: &Options) -> Result<NoiseModel> {
     let model = match (&opts.noise, &opts.noise_power) {
         (Some(_), Some(_)) => {
-            return Err(Error::invalid("--noise", "given with --noise-power", "one of --noise SIGMA or --noise-power FILE"));
+            return Err(Error::invalid(
+                "--noise",
+                "given with --noise-power",
+                "one of --noise SIGMA or --noise-power FILE",
+            ));
         }
         (Some(s), None) => NoiseModel::White { sigma: *s },
         (None, Some(p)) => read_noise_power(p)?,
@@ -141,7 +145,11 @@ pub fn run(opts: &Options) -> Result<()> {
         return Err(Error::invalid("--iterations", 0, "at least 1 L-BFGS iteration"));
     }
     if !(opts.smoothing.is_finite() && opts.smoothing >= 0.0) {
-        return Err(Error::invalid("--smoothing", opts.smoothing, "a Gaussian smoothing scale ≥ 0 in Mpc/h"));
+        return Err(Error::invalid(
+            "--smoothing",
+            opts.smoothing,
+            "a Gaussian smoothing scale ≥ 0 in Mpc/h",
+        ));
     }
     let m = config.box_.mesh;
     // Read and check the observation before anything is written.
@@ -254,7 +262,10 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options, noise: No
                 done += 1;
                 bar.set_position(done as u64);
             }
-            bar.set_message(format!("R = {:.2} Mpc/h, loss {:.6e}, chi2/2 {:.4e}", p.smoothing, p.loss, p.chi2_half));
+            bar.set_message(format!(
+                "R = {:.2} Mpc/h, loss {:.6e}, chi2/2 {:.4e}",
+                p.smoothing, p.loss, p.chi2_half
+            ));
         },
     )?;
     bar.finish_and_clear();
@@ -384,7 +395,11 @@ fn plot_loss(path: &Path, rows: &[LossRow]) -> Result<()> {
     }
     let ys = pts.iter().chain(&chi).map(|p| p.1).filter(|v| v.is_finite() && *v > 0.0);
     let (lo, hi) = ys.fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
-    let (lo, hi) = if lo.is_finite() && hi > lo { (lo / 1.5, hi * 1.5) } else { (0.1, 10.0) };
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo / 1.5, hi * 1.5)
+    } else {
+        (0.1, 10.0)
+    };
     let xmax = (it as f64).max(1.0);
     draw_png(path, (800, 500), |root| -> DrawOutcome {
         root.fill(&WHITE)?;

@@ -71,7 +71,13 @@ fn table(path: &Path) -> Vec<Vec<f64>> {
 fn assert_monotone(rows: &[Vec<f64>]) {
     for w in rows.windows(2) {
         if w[1][0] == w[0][0] {
-            assert!(w[1][3] < w[0][3], "loss increased within stage {}: {} → {}", w[0][0], w[0][3], w[1][3]);
+            assert!(
+                w[1][3] < w[0][3],
+                "loss increased within stage {}: {} → {}",
+                w[0][0],
+                w[0][3],
+                w[1][3]
+            );
         }
     }
 }
@@ -101,7 +107,10 @@ fn mock_writes_everything_and_recovers_the_large_scales() {
     let out = reconstruct(&dir, Some(SMALL), &["--iterations", "30", "--noise", "0.05"]);
     assert_ok(&out);
     let o = dir.join("out");
-    for f in cosmograd::reconstruct::RECON_FILES.iter().chain(&cosmograd::reconstruct::MOCK_FILES) {
+    for f in cosmograd::reconstruct::RECON_FILES
+        .iter()
+        .chain(&cosmograd::reconstruct::MOCK_FILES)
+    {
         let len = std::fs::metadata(o.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")).len();
         assert!(len > 0, "{f} is empty");
     }
@@ -125,7 +134,11 @@ fn mock_writes_everything_and_recovers_the_large_scales() {
     // Observed mode on the mock's observation: no truth files.
     let dir2 = tmpdir("observed");
     let obs = o.join("observed.npy");
-    let out = reconstruct(&dir2, Some(SMALL), &["--iterations", "3", "--noise", "0.05", "--observed", obs.to_str().unwrap()]);
+    let out = reconstruct(
+        &dir2,
+        Some(SMALL),
+        &["--iterations", "3", "--noise", "0.05", "--observed", obs.to_str().unwrap()],
+    );
     assert_ok(&out);
     let o2 = dir2.join("out");
     assert!(o2.join("white_noise.npy").exists() && o2.join("slices.png").exists());
@@ -145,13 +158,19 @@ fn bad_input_gives_one_line_and_exit_code_2() {
     let wrong = dir.join("wrong.npy");
     write_npy_f64(&wrong, &[m, m, m - 1], &vec![0.0; m * m * (m - 1)]);
     let s = wrong.to_str().unwrap();
-    assert_bad(&reconstruct(&dir, Some(SMALL), &["--observed", s, "--noise", "1"]), &["wrong.npy", "shape", "(32, 32, 32)"]);
+    assert_bad(
+        &reconstruct(&dir, Some(SMALL), &["--observed", s, "--noise", "1"]),
+        &["wrong.npy", "shape", "(32, 32, 32)"],
+    );
     let nan = dir.join("nan.npy");
     let mut v = vec![0.0; m * m * m];
     v[5] = f64::NAN;
     write_npy_f64(&nan, &[m, m, m], &v);
     let s = nan.to_str().unwrap();
-    assert_bad(&reconstruct(&dir, Some(SMALL), &["--observed", s, "--noise", "1"]), &["nan.npy", "non-finite"]);
+    assert_bad(
+        &reconstruct(&dir, Some(SMALL), &["--observed", s, "--noise", "1"]),
+        &["nan.npy", "non-finite"],
+    );
     for sigma in ["0", "-1", "nan"] {
         assert_bad(&reconstruct(&dir, Some(SMALL), &["--noise", sigma]), &["--noise"]);
     }
@@ -230,7 +249,19 @@ fn default_mock_wiener_bar() {
     assert_monotone(&table(&o.join("loss.txt")));
     let rk = print_rk(&o);
     for r in rk.iter().filter(|r| r[0] <= 0.3) {
-        assert!((r[1] / r[4] - 1.0).abs() <= 0.1, "r(k = {:.3}) = {:.4} vs Wiener {:.4}", r[0], r[1], r[4]);
-        assert!((r[2] / r[4] - 1.0).abs() <= 0.1, "T(k = {:.3}) = {:.4} vs Wiener {:.4}", r[0], r[2], r[4]);
+        assert!(
+            (r[1] / r[4] - 1.0).abs() <= 0.1,
+            "r(k = {:.3}) = {:.4} vs Wiener {:.4}",
+            r[0],
+            r[1],
+            r[4]
+        );
+        assert!(
+            (r[2] / r[4] - 1.0).abs() <= 0.1,
+            "T(k = {:.3}) = {:.4} vs Wiener {:.4}",
+            r[0],
+            r[2],
+            r[4]
+        );
     }
 }

@@ -34,7 +34,11 @@ impl PowerFit {
     /// checks of [`PowerLoss::new`].
     pub fn new(config: &Config, w: Vec<f64>, target: PowerSpectrum, k_max: Option<f64>) -> Result<Self> {
         if config.cosmology.sigma8.is_none() {
-            return Err(Error::invalid("cosmology.sigma8", "unset", "a σ₈ normalisation (the fit varies σ₈)"));
+            return Err(Error::invalid(
+                "cosmology.sigma8",
+                "unset",
+                "a σ₈ normalisation (the fit varies σ₈)",
+            ));
         }
         let n = config.box_.particles;
         Error::check_array("white noise", &w, n * n * n, "box.particles³")?;
@@ -133,7 +137,11 @@ fn invert_spd(a: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
             let s: f64 = a[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
             if i == j {
                 if s.is_nan() || s <= 0.0 {
-                    return Err(Error::invalid("Hessian", format!("{a:?}"), "a positive-definite matrix (a minimum of the loss)"));
+                    return Err(Error::invalid(
+                        "Hessian",
+                        format!("{a:?}"),
+                        "a positive-definite matrix (a minimum of the loss)",
+                    ));
                 }
                 l[i][i] = s.sqrt();
             } else {
@@ -197,7 +205,11 @@ pub struct HmcResult {
 pub fn hmc(mut f: impl FnMut(&[f64]) -> Result<(f64, Vec<f64>)>, x0: &[f64], opts: &HmcOptions) -> Result<HmcResult> {
     let n = x0.len();
     if opts.scale.len() != n || opts.scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-        return Err(Error::invalid("HmcOptions.scale", format!("{:?}", opts.scale), format!("{n} values > 0")));
+        return Err(Error::invalid(
+            "HmcOptions.scale",
+            format!("{:?}", opts.scale),
+            format!("{n} values > 0"),
+        ));
     }
     if !(opts.step.is_finite() && opts.step > 0.0) || opts.leapfrog_steps == 0 {
         return Err(Error::invalid(
@@ -227,7 +239,9 @@ pub fn hmc(mut f: impl FnMut(&[f64]) -> Result<(f64, Vec<f64>)>, x0: &[f64], opt
         let mut ok = true;
         for _ in 0..opts.leapfrog_steps {
             p.iter_mut().zip(&gn).for_each(|(pi, gi)| *pi -= 0.5 * opts.step * gi);
-            xn.iter_mut().zip(p.iter().zip(&minv)).for_each(|(xi, (pi, m))| *xi += opts.step * m * pi);
+            xn.iter_mut()
+                .zip(p.iter().zip(&minv))
+                .for_each(|(xi, (pi, m))| *xi += opts.step * m * pi);
             match f(&xn) {
                 Ok((v, gr)) if v.is_finite() && gr.iter().all(|q| q.is_finite()) => {
                     un = v;
@@ -339,7 +353,13 @@ mod tests {
             assert!((var.sqrt() / sd - 1.0).abs() < 0.15, "sd {} vs {sd}", var.sqrt());
         }
         // Errors of U reject the trajectory instead of failing the chain.
-        let wall = |x: &[f64]| if x[0] > 0.5 { Err(Error::invalid("x", x[0], "≤ 0.5")) } else { gauss2(x) };
+        let wall = |x: &[f64]| {
+            if x[0] > 0.5 {
+                Err(Error::invalid("x", x[0], "≤ 0.5"))
+            } else {
+                gauss2(x)
+            }
+        };
         let r = hmc(wall, &[0.0, 0.8], &opts).unwrap();
         assert!(r.samples.iter().all(|v| v[0] <= 0.5));
     }

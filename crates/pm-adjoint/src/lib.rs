@@ -36,8 +36,8 @@
 
 mod cosmo;
 mod grad;
-mod objective;
 pub mod infer;
+mod objective;
 pub mod optim;
 pub mod recon;
 

@@ -54,7 +54,11 @@ impl NoiseModel {
         match self {
             NoiseModel::White { sigma } => {
                 if !(sigma.is_finite() && *sigma > 0.0) {
-                    return Err(Error::invalid("noise sigma", sigma, "a finite standard deviation > 0 (units of δ per cell)"));
+                    return Err(Error::invalid(
+                        "noise sigma",
+                        sigma,
+                        "a finite standard deviation > 0 (units of δ per cell)",
+                    ));
                 }
             }
             NoiseModel::Power { k, p } => {
@@ -67,10 +71,18 @@ impl NoiseModel {
                 }
                 for (i, (&ki, &pi)) in k.iter().zip(p).enumerate() {
                     if !(ki.is_finite() && ki > 0.0) || (i > 0 && ki <= k[i - 1]) {
-                        return Err(Error::invalid(format!("noise power k[{i}]"), ki, "finite, > 0 and increasing (h/Mpc)"));
+                        return Err(Error::invalid(
+                            format!("noise power k[{i}]"),
+                            ki,
+                            "finite, > 0 and increasing (h/Mpc)",
+                        ));
                     }
                     if !(pi.is_finite() && pi > 0.0) {
-                        return Err(Error::invalid(format!("noise power P_N[{i}]"), pi, "a finite power > 0 in (Mpc/h)³"));
+                        return Err(Error::invalid(
+                            format!("noise power P_N[{i}]"),
+                            pi,
+                            "a finite power > 0 in (Mpc/h)³",
+                        ));
                     }
                 }
             }
@@ -250,7 +262,9 @@ impl<T: Real> Posterior<T> {
         }
         let mut dk = vec![C::<T>::default(); self.fft.complex_len()];
         self.fft.forward(&mut delta.to_vec(), &mut dk);
-        dk.par_iter_mut().zip(self.kernel.par_iter()).for_each(|(d, &(s, _))| *d = *d * T::of(s));
+        dk.par_iter_mut()
+            .zip(self.kernel.par_iter())
+            .for_each(|(d, &(s, _))| *d = *d * T::of(s));
         let mut out = vec![T::zero(); delta.len()];
         self.fft.inverse(&mut dk, &mut out);
         let inv_n = T::of(1.0 / delta.len() as f64);
@@ -296,7 +310,10 @@ pub fn mock_observation<T: Real>(
     // Unit white noise per cell, coloured by σ(k) = sqrt(P_N(k)/V_cell) in Fourier space, and the
     // data smoothing S(k) applied to the signal, in one pass.
     let mut eps: Vec<T> = (0..n as u64).into_par_iter().map(|i| T::of(gaussian(noise_seed, i))).collect();
-    let (mut ek, mut dk) = (vec![C::<T>::default(); fft.complex_len()], vec![C::<T>::default(); fft.complex_len()]);
+    let (mut ek, mut dk) = (
+        vec![C::<T>::default(); fft.complex_len()],
+        vec![C::<T>::default(); fft.complex_len()],
+    );
     fft.forward(&mut eps, &mut ek);
     fft.forward(&mut delta.clone(), &mut dk);
     let (m, mc, vcell) = (geom.m, geom.mc(), geom.cell().powi(3));
@@ -545,7 +562,11 @@ mod tests {
         let (obs, _) = mock_observation(&mut sim, &w_true, &NoiseModel::White { sigma: 0.5 }, 2.0, 9).unwrap();
         let mut post = Posterior::new(&sim, &obs, NoiseModel::White { sigma: 0.5 }, 2.0).unwrap();
         post.set_anneal(4.0).unwrap();
-        let w0: Vec<f64> = w_true.iter().zip(rand_field::<f64>(w_true.len(), 77)).map(|(a, b)| 0.5 * a + 0.3 * b).collect();
+        let w0: Vec<f64> = w_true
+            .iter()
+            .zip(rand_field::<f64>(w_true.len(), 77))
+            .map(|(a, b)| 0.5 * a + 0.3 * b)
+            .collect();
         let (_, grad, g) = post.value_and_grad(&mut sim, &w0, &GradOptions::default()).unwrap();
         assert!(g.reversal_error < 1e-10);
         let f = |x: &[f64]| {
@@ -596,7 +617,10 @@ mod tests {
         let sim = tiny(1);
         let n = 16 * 16 * 16;
         let e = Posterior::new(&sim, &vec![0.0; n - 1], NoiseModel::White { sigma: 1.0 }, 0.0).unwrap_err();
-        assert!(matches!(e, Error::Shape { .. }) && e.to_string().contains("observed density"), "{e}");
+        assert!(
+            matches!(e, Error::Shape { .. }) && e.to_string().contains("observed density"),
+            "{e}"
+        );
         let mut obs = vec![0.0; n];
         obs[17] = f64::NAN;
         let e = Posterior::new(&sim, &obs, NoiseModel::White { sigma: 1.0 }, 0.0).unwrap_err();
@@ -647,10 +671,17 @@ mod tests {
             },
         ];
         let mut seen = 0;
-        let r = reconstruct(&mut sim, &mut post, &vec![0.0; w_true.len()], &schedule, &LbfgsOptions::default(), |p| {
-            assert!(p.chi2_half.is_finite() && p.prior >= 0.0);
-            seen += 1;
-        })
+        let r = reconstruct(
+            &mut sim,
+            &mut post,
+            &vec![0.0; w_true.len()],
+            &schedule,
+            &LbfgsOptions::default(),
+            |p| {
+                assert!(p.chi2_half.is_finite() && p.prior >= 0.0);
+                seen += 1;
+            },
+        )
         .unwrap();
         assert_eq!(seen, r.stages.iter().map(|s| s.iterations + 1).sum::<usize>());
         for s in &r.stages {

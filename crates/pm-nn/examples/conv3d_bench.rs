@@ -15,7 +15,11 @@ use std::time::Instant;
 
 fn arg(name: &str, default: usize) -> usize {
     let a: Vec<String> = std::env::args().collect();
-    a.iter().position(|x| x == name).and_then(|i| a.get(i + 1)).map(|v| v.parse().expect("integer option")).unwrap_or(default)
+    a.iter()
+        .position(|x| x == name)
+        .and_then(|i| a.get(i + 1))
+        .map(|v| v.parse().expect("integer option"))
+        .unwrap_or(default)
 }
 
 /// Best of `reps` wall times in seconds.
@@ -38,11 +42,17 @@ fn main() -> pm_nn::Result<()> {
     let w = Var::from_tensor(&Tensor::randn(0f32, 0.05, (c, c, 3, 3, 3), &dev)?)?;
     let g = ConvGeom::new(x.dims(), w.dims(), 1, 1)?;
     let gf = g.flops() * 1e-9;
-    println!("conv3d f32, batch {b}, {c}→{c} channels, {s}³, k = 3, pad 1; {threads} threads; {:.2} GFLOP per forward", gf);
+    println!(
+        "conv3d f32, batch {b}, {c}→{c} channels, {s}³, k = 3, pad 1; {threads} threads; {:.2} GFLOP per forward",
+        gf
+    );
     println!("| path | pass | time (ms) | GFLOP/s (wall) | GFLOP per CPU-s |");
     println!("|---|---|---|---|---|");
     type ConvFn = fn(&Tensor, &Tensor, usize, usize) -> pm_nn::Result<Tensor>;
-    let paths: [(&str, ConvFn); 2] = [("fused im2col+gemm (custom op)", conv3d), ("candle ops im2col + matmul", conv3d_candle)];
+    let paths: [(&str, ConvFn); 2] = [
+        ("fused im2col+gemm (custom op)", conv3d),
+        ("candle ops im2col + matmul", conv3d_candle),
+    ];
     for (name, f) in paths {
         let t_f = best(reps, || {
             f(&x, &w, 1, 1).unwrap();
@@ -52,14 +62,25 @@ fn main() -> pm_nn::Result<()> {
             y.sum_all().unwrap().backward().unwrap();
         });
         for (pass, t, fl) in [("forward", t_f, gf), ("forward+backward", t_fb, 3.0 * gf)] {
-            println!("| {name} | {pass} | {:.1} | {:.1} | {:.1} |", t * 1e3, fl / t, fl / t / threads as f64);
+            println!(
+                "| {name} | {pass} | {:.1} | {:.1} | {:.1} |",
+                t * 1e3,
+                fl / t,
+                fl / t / threads as f64
+            );
         }
     }
     // One U-net training step (forward, MSE loss, backward, AdamW update), Wu-2021 preset.
     let cfg = UNetConfig::wu2021();
     let vm = VarMap::new();
     let net = UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &dev))?;
-    let mut opt = candle_nn::AdamW::new(vm.all_vars(), candle_nn::ParamsAdamW { lr: 1e-3, ..Default::default() })?;
+    let mut opt = candle_nn::AdamW::new(
+        vm.all_vars(),
+        candle_nn::ParamsAdamW {
+            lr: 1e-3,
+            ..Default::default()
+        },
+    )?;
     let xin = Tensor::randn(0f32, 1.0, (b, 1, 32, 32, 32), &dev)?;
     let target = Tensor::randn(0f32, 1.0, (b, 3, 20, 20, 20), &dev)?;
     let t = best(reps, || {

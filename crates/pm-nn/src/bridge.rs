@@ -82,7 +82,9 @@ where
         let m = (delta.len() as f64).cbrt().round() as usize;
         assert_eq!(m * m * m, delta.len(), "NetLoss: the density mesh is not a cube");
         let host: Vec<f64> = delta.iter().map(|v| v.f64()).collect();
-        Tensor::from_vec(host, (1, 1, m, m, m), &Device::Cpu)?.to_dtype(self.dtype)?.to_device(&self.device)
+        Tensor::from_vec(host, (1, 1, m, m, m), &Device::Cpu)?
+            .to_dtype(self.dtype)?
+            .to_device(&self.device)
     }
 
     /// Runs `f` once on the zero density of `sim`'s mesh and checks that it returns one finite

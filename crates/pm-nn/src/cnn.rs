@@ -35,25 +35,49 @@ impl CnnConfig {
     /// Preset for 60³ inputs: conv 32-64-64-128 with stride 2 (60 → 30 → 15 → 8 → 4), global
     /// average pooling, MLP 128 → 64 → 2.
     pub fn pan2020_60() -> Self {
-        Self { in_channels: 1, channels: vec![32, 64, 64, 128], hidden: vec![64], outputs: 2, norm: Norm::None, activation: Activation::LeakyRelu, input_side: 60 }
+        Self {
+            in_channels: 1,
+            channels: vec![32, 64, 64, 128],
+            hidden: vec![64],
+            outputs: 2,
+            norm: Norm::None,
+            activation: Activation::LeakyRelu,
+            input_side: 60,
+        }
     }
 
     /// Preset for 128³ inputs: a 16-channel stride-2 stem then conv 32-64-64-128 with stride 2
     /// (128 → 64 → 32 → 16 → 8 → 4), global average pooling, MLP 128 → 64 → 2.
     pub fn pan2020_128() -> Self {
-        Self { channels: vec![16, 32, 64, 64, 128], input_side: 128, ..Self::pan2020_60() }
+        Self {
+            channels: vec![16, 32, 64, 64, 128],
+            input_side: 128,
+            ..Self::pan2020_60()
+        }
     }
 
     /// Checks the fields; errors name the field.
     pub fn validate(&self) -> Result<()> {
         if self.in_channels == 0 || self.outputs == 0 {
-            return Err(Error::Config { field: "in_channels/outputs", value: format!("{}/{}", self.in_channels, self.outputs), expected: "at least 1".into() });
+            return Err(Error::Config {
+                field: "in_channels/outputs",
+                value: format!("{}/{}", self.in_channels, self.outputs),
+                expected: "at least 1".into(),
+            });
         }
         if self.channels.is_empty() || self.channels.contains(&0) {
-            return Err(Error::Config { field: "channels", value: format!("{:?}", self.channels), expected: "at least one stage, each ≥ 1 channel".into() });
+            return Err(Error::Config {
+                field: "channels",
+                value: format!("{:?}", self.channels),
+                expected: "at least one stage, each ≥ 1 channel".into(),
+            });
         }
         if self.hidden.contains(&0) {
-            return Err(Error::Config { field: "hidden", value: format!("{:?}", self.hidden), expected: "hidden widths ≥ 1".into() });
+            return Err(Error::Config {
+                field: "hidden",
+                value: format!("{:?}", self.hidden),
+                expected: "hidden widths ≥ 1".into(),
+            });
         }
         Ok(())
     }
@@ -79,7 +103,16 @@ impl Cnn {
         let mut convs = Vec::new();
         let mut cin = cfg.in_channels;
         for (i, &c) in cfg.channels.iter().enumerate() {
-            convs.push(ConvBlock::new(cin, c, 3, 2, Padding::Periodic, cfg.norm, Some(cfg.activation), vb.pp(format!("conv{i}")))?);
+            convs.push(ConvBlock::new(
+                cin,
+                c,
+                3,
+                2,
+                Padding::Periodic,
+                cfg.norm,
+                Some(cfg.activation),
+                vb.pp(format!("conv{i}")),
+            )?);
             cin = c;
         }
         let mut mlp = Vec::new();
@@ -87,7 +120,11 @@ impl Cnn {
             mlp.push(candle_nn::linear(cin, h, vb.pp(format!("mlp{j}")))?);
             cin = h;
         }
-        Ok(Self { cfg: cfg.clone(), convs, mlp })
+        Ok(Self {
+            cfg: cfg.clone(),
+            convs,
+            mlp,
+        })
     }
 
     /// The architecture.
@@ -98,7 +135,11 @@ impl Cnn {
     /// Maps N×C_in×D×H×W (each side ≥ 2) to N×outputs.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.rank() != 5 || x.dims()[1] != self.cfg.in_channels || x.dims()[2..].iter().any(|&n| n < 2) {
-            return Err(Error::Shape { what: "CNN input", got: format!("{:?}", x.dims()), expected: format!("N×{}×D×H×W with sides ≥ 2", self.cfg.in_channels) });
+            return Err(Error::Shape {
+                what: "CNN input",
+                got: format!("{:?}", x.dims()),
+                expected: format!("N×{}×D×H×W with sides ≥ 2", self.cfg.in_channels),
+            });
         }
         let mut h = x.clone();
         for c in &self.convs {
@@ -128,20 +169,43 @@ mod tests {
         assert_eq!(CnnConfig::pan2020_60().pooled_side(60), 4);
         assert_eq!(CnnConfig::pan2020_128().pooled_side(128), 4);
         // Narrow copy of the 60³ preset on a 60³ input: output shape.
-        let cfg = CnnConfig { channels: vec![2, 2, 2, 2], hidden: vec![4], ..CnnConfig::pan2020_60() };
+        let cfg = CnnConfig {
+            channels: vec![2, 2, 2, 2],
+            hidden: vec![4],
+            ..CnnConfig::pan2020_60()
+        };
         let vm = VarMap::new();
         let net = Cnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-        let y = net.forward(&Tensor::zeros((2, 1, 60, 60, 60), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let y = net
+            .forward(&Tensor::zeros((2, 1, 60, 60, 60), DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
         assert_eq!(y.dims(), &[2, 2]);
-        assert!(matches!(net.forward(&Tensor::zeros((2, 2, 8, 8, 8), DType::F32, &Device::Cpu).unwrap()), Err(Error::Shape { .. })));
-        let bad = CnnConfig { hidden: vec![0], ..CnnConfig::pan2020_60() };
-        assert!(matches!(Cnn::new(&bad, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)), Err(Error::Config { field: "hidden", .. })));
+        assert!(matches!(
+            net.forward(&Tensor::zeros((2, 2, 8, 8, 8), DType::F32, &Device::Cpu).unwrap()),
+            Err(Error::Shape { .. })
+        ));
+        let bad = CnnConfig {
+            hidden: vec![0],
+            ..CnnConfig::pan2020_60()
+        };
+        assert!(matches!(
+            Cnn::new(&bad, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)),
+            Err(Error::Config { field: "hidden", .. })
+        ));
     }
 
     #[test]
     fn cnn_gradients_match_finite_differences_f64() {
         for norm in [Norm::None, Norm::Instance] {
-            let cfg = CnnConfig { in_channels: 1, channels: vec![2, 3], hidden: vec![4], outputs: 2, norm, activation: Activation::Tanh, input_side: 9 };
+            let cfg = CnnConfig {
+                in_channels: 1,
+                channels: vec![2, 3],
+                hidden: vec![4],
+                outputs: 2,
+                norm,
+                activation: Activation::Tanh,
+                input_side: 9,
+            };
             let vm = VarMap::new();
             let net = Cnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
             let x = rand_t(&[2, 1, 9, 8, 10], 21);
@@ -152,13 +216,30 @@ mod tests {
 
     #[test]
     fn cnn_is_invariant_to_shifts_by_its_total_stride() {
-        let cfg = CnnConfig { in_channels: 1, channels: vec![2, 3], hidden: vec![4], outputs: 2, norm: Norm::None, activation: Activation::Relu, input_side: 8 };
+        let cfg = CnnConfig {
+            in_channels: 1,
+            channels: vec![2, 3],
+            hidden: vec![4],
+            outputs: 2,
+            norm: Norm::None,
+            activation: Activation::Relu,
+            input_side: 8,
+        };
         let vm = VarMap::new();
         let net = Cnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
         let x = rand_t(&[1, 1, 8, 8, 8], 23);
         let a = net.forward(&x.roll(4, 2).unwrap().roll(-4, 4).unwrap()).unwrap();
         let b = net.forward(&x).unwrap();
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap();
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert!(d <= 1e-12, "{d}");
     }
 }

@@ -59,13 +59,25 @@ impl ConvGeom {
             return Err(shape_err("conv3d input", xdims, "rank 5: N×C_in×D×H×W".into()));
         }
         if wdims.len() != 5 || wdims[2] != wdims[3] || wdims[2] != wdims[4] || wdims[2] == 0 {
-            return Err(shape_err("conv3d weight", wdims, "rank 5 with a cubic kernel: C_out×C_in×k×k×k".into()));
+            return Err(shape_err(
+                "conv3d weight",
+                wdims,
+                "rank 5 with a cubic kernel: C_out×C_in×k×k×k".into(),
+            ));
         }
         if wdims[1] != xdims[1] {
-            return Err(shape_err("conv3d weight", wdims, format!("C_in = {} (the input's channel count)", xdims[1])));
+            return Err(shape_err(
+                "conv3d weight",
+                wdims,
+                format!("C_in = {} (the input's channel count)", xdims[1]),
+            ));
         }
         if stride == 0 {
-            return Err(Error::Config { field: "stride", value: "0".into(), expected: "a stride ≥ 1".into() });
+            return Err(Error::Config {
+                field: "stride",
+                value: "0".into(),
+                expected: "a stride ≥ 1".into(),
+            });
         }
         let k = wdims[2];
         let mut dout = [0; 3];
@@ -76,7 +88,16 @@ impl ConvGeom {
             }
             dout[a] = (l - k) / stride + 1;
         }
-        Ok(Self { n: xdims[0], cin: xdims[1], cout: wdims[0], k, stride, pad, din: [xdims[2], xdims[3], xdims[4]], dout })
+        Ok(Self {
+            n: xdims[0],
+            cin: xdims[1],
+            cout: wdims[0],
+            k,
+            stride,
+            pad,
+            din: [xdims[2], xdims[3], xdims[4]],
+            dout,
+        })
     }
 
     /// Rows of the im2col matrix, C_in·k³.
@@ -106,7 +127,11 @@ impl ConvGeom {
 }
 
 fn shape_err(what: &'static str, got: &[usize], expected: String) -> Error {
-    Error::Shape { what, got: format!("{got:?}"), expected }
+    Error::Shape {
+        what,
+        got: format!("{got:?}"),
+        expected,
+    }
 }
 
 /// A raw pointer that may cross threads: each task writes a disjoint part of the buffer.
@@ -242,7 +267,9 @@ unsafe fn mm<T: Real>(
 /// The (n, tile) work items of a geometry.
 fn tiles(g: &ConvGeom, tl: usize) -> Vec<(usize, usize, usize)> {
     let pout = g.pout();
-    (0..g.n).flat_map(|n| (0..pout).step_by(tl).map(move |p0| (n, p0, (p0 + tl).min(pout)))).collect()
+    (0..g.n)
+        .flat_map(|n| (0..pout).step_by(tl).map(move |p0| (n, p0, (p0 + tl).min(pout))))
+        .collect()
 }
 
 /// Forward convolution on slices: `x` (N·C_in·D·H·W), `w` (C_out·C_in·k³) → `y` (N·C_out·D'·H'·W').
@@ -261,7 +288,21 @@ pub fn conv3d_fwd_slice<T: Real>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
             let yp = yp;
             // SAFETY: tile (n, p0..p1) owns columns p0..p1 of batch n in y, disjoint across tasks.
             unsafe {
-                mm(g.cout, t, kd, yp.0.add(n * g.cout * pout + p0), pout, 1, false, w.as_ptr(), kd, 1, col.as_ptr(), t, 1);
+                mm(
+                    g.cout,
+                    t,
+                    kd,
+                    yp.0.add(n * g.cout * pout + p0),
+                    pout,
+                    1,
+                    false,
+                    w.as_ptr(),
+                    kd,
+                    1,
+                    col.as_ptr(),
+                    t,
+                    1,
+                );
             }
         },
     );
@@ -288,16 +329,33 @@ pub fn conv3d_vjp_input_slice<T: Real>(g: &ConvGeom, ybar: &[T], w: &[T]) -> Vec
                     let mut col = vec![T::zero(); kd * t];
                     // SAFETY: col is kd×t, w is cout×kd read transposed, ybar block is cout×t.
                     unsafe {
-                        mm(kd, t, g.cout, col.as_mut_ptr(), t, 1, false, w.as_ptr(), 1, kd, ybar[n * g.cout * pout + p0..].as_ptr(), pout, 1);
+                        mm(
+                            kd,
+                            t,
+                            g.cout,
+                            col.as_mut_ptr(),
+                            t,
+                            1,
+                            false,
+                            w.as_ptr(),
+                            1,
+                            kd,
+                            ybar[n * g.cout * pout + p0..].as_ptr(),
+                            pout,
+                            1,
+                        );
                     }
                     (p0, p1, col)
                 })
                 .collect();
-            xbar[n * g.cin * pin..(n + 1) * g.cin * pin].par_chunks_mut(pin).enumerate().for_each(|(c, xc)| {
-                for (p0, p1, col) in &cols {
-                    col2im_channel(g, col, p1 - p0, *p0, *p1, c, xc);
-                }
-            });
+            xbar[n * g.cin * pin..(n + 1) * g.cin * pin]
+                .par_chunks_mut(pin)
+                .enumerate()
+                .for_each(|(c, xc)| {
+                    for (p0, p1, col) in &cols {
+                        col2im_channel(g, col, p1 - p0, *p0, *p1, c, xc);
+                    }
+                });
         }
     }
     xbar
@@ -321,7 +379,21 @@ pub fn conv3d_vjp_weight_slice<T: Real>(g: &ConvGeom, x: &[T], ybar: &[T]) -> Ve
                 im2col(g, &x[n * g.cin * g.pin()..(n + 1) * g.cin * g.pin()], p0, p1, &mut col);
                 // SAFETY: part is cout×kd; ybar block cout×t (row stride pout); col read as t×kd.
                 unsafe {
-                    mm(g.cout, kd, t, part.as_mut_ptr(), kd, 1, i > 0, ybar[n * g.cout * pout + p0..].as_ptr(), pout, 1, col.as_ptr(), 1, t);
+                    mm(
+                        g.cout,
+                        kd,
+                        t,
+                        part.as_mut_ptr(),
+                        kd,
+                        1,
+                        i > 0,
+                        ybar[n * g.cout * pout + p0..].as_ptr(),
+                        pout,
+                        1,
+                        col.as_ptr(),
+                        1,
+                        t,
+                    );
                 }
             }
             part
@@ -378,15 +450,37 @@ impl CustomOp2 for Conv3dOp {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = ConvGeom::new(l1.dims(), l2.dims(), self.stride, self.pad).map_err(candle_err)?;
-        let out = dispatch2(s1, l1, s2, l2, "conv3d", |x, w| conv3d_fwd_slice(&g, x, w), |x, w| conv3d_fwd_slice(&g, x, w))?;
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            "conv3d",
+            |x, w| conv3d_fwd_slice(&g, x, w),
+            |x, w| conv3d_fwd_slice(&g, x, w),
+        )?;
         Ok((out, Shape::from_dims(&[g.n, g.cout, g.dout[0], g.dout[1], g.dout[2]])))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, ybar: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let ybar = ybar.contiguous()?;
         let d = x.dims();
-        let xbar = ybar.apply_op2(w, ConvTOp { stride: self.stride, pad: self.pad, out: [d[2], d[3], d[4]] })?;
-        let wbar = x.apply_op2_no_bwd(&ybar, &WGradOp { stride: self.stride, pad: self.pad, k: w.dims()[2] })?;
+        let xbar = ybar.apply_op2(
+            w,
+            ConvTOp {
+                stride: self.stride,
+                pad: self.pad,
+                out: [d[2], d[3], d[4]],
+            },
+        )?;
+        let wbar = x.apply_op2_no_bwd(
+            &ybar,
+            &WGradOp {
+                stride: self.stride,
+                pad: self.pad,
+                k: w.dims()[2],
+            },
+        )?;
         Ok((Some(xbar), Some(wbar)))
     }
 }
@@ -402,12 +496,20 @@ struct ConvTOp {
 impl ConvTOp {
     fn geom(&self, udims: &[usize], wdims: &[usize]) -> Result<ConvGeom> {
         if udims.len() != 5 || wdims.len() != 5 || udims[1] != wdims[0] {
-            return Err(shape_err("conv_transpose3d input", udims, format!("rank 5 with C = {} (weight is {:?})", wdims.first().unwrap_or(&0), wdims)));
+            return Err(shape_err(
+                "conv_transpose3d input",
+                udims,
+                format!("rank 5 with C = {} (weight is {:?})", wdims.first().unwrap_or(&0), wdims),
+            ));
         }
         let xdims = [udims[0], wdims[1], self.out[0], self.out[1], self.out[2]];
         let g = ConvGeom::new(&xdims, wdims, self.stride, self.pad)?;
         if g.dout != [udims[2], udims[3], udims[4]] {
-            return Err(shape_err("conv_transpose3d input", udims, format!("spatial size {:?} for output {:?}", g.dout, self.out)));
+            return Err(shape_err(
+                "conv_transpose3d input",
+                udims,
+                format!("spatial size {:?} for output {:?}", g.dout, self.out),
+            ));
         }
         Ok(g)
     }
@@ -420,15 +522,36 @@ impl CustomOp2 for ConvTOp {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.geom(l1.dims(), l2.dims()).map_err(candle_err)?;
-        let out = dispatch2(s1, l1, s2, l2, "conv_transpose3d", |u, w| conv3d_vjp_input_slice(&g, u, w), |u, w| conv3d_vjp_input_slice(&g, u, w))?;
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            "conv_transpose3d",
+            |u, w| conv3d_vjp_input_slice(&g, u, w),
+            |u, w| conv3d_vjp_input_slice(&g, u, w),
+        )?;
         Ok((out, Shape::from_dims(&[g.n, g.cin, self.out[0], self.out[1], self.out[2]])))
     }
 
     fn bwd(&self, u: &Tensor, w: &Tensor, _z: &Tensor, zbar: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let zbar = zbar.contiguous()?;
-        let ubar = zbar.apply_op2(w, Conv3dOp { stride: self.stride, pad: self.pad })?;
+        let ubar = zbar.apply_op2(
+            w,
+            Conv3dOp {
+                stride: self.stride,
+                pad: self.pad,
+            },
+        )?;
         // ⟨z̄, Xᵀ-fold(Wᵀu)⟩ = ⟨conv(z̄, W), u⟩, so w̄ is the conv weight gradient with x = z̄, ȳ = u.
-        let wbar = zbar.apply_op2_no_bwd(u, &WGradOp { stride: self.stride, pad: self.pad, k: w.dims()[2] })?;
+        let wbar = zbar.apply_op2_no_bwd(
+            u,
+            &WGradOp {
+                stride: self.stride,
+                pad: self.pad,
+                k: w.dims()[2],
+            },
+        )?;
         Ok((Some(ubar), Some(wbar)))
     }
 }
@@ -451,9 +574,19 @@ impl CustomOp2 for WGradOp {
         let wdims = [yd[1], xd[1], k, k, k];
         let g = ConvGeom::new(xd, &wdims, self.stride, self.pad).map_err(candle_err)?;
         if [g.n, g.cout, g.dout[0], g.dout[1], g.dout[2]] != yd {
-            return Err(candle_core::Error::Msg(format!("conv3d weight grad: cotangent {yd:?} does not match the output of {g:?}")));
+            return Err(candle_core::Error::Msg(format!(
+                "conv3d weight grad: cotangent {yd:?} does not match the output of {g:?}"
+            )));
         }
-        let out = dispatch2(s1, l1, s2, l2, "conv3d_weight_grad", |x, yb| conv3d_vjp_weight_slice(&g, x, yb), |x, yb| conv3d_vjp_weight_slice(&g, x, yb))?;
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            "conv3d_weight_grad",
+            |x, yb| conv3d_vjp_weight_slice(&g, x, yb),
+            |x, yb| conv3d_vjp_weight_slice(&g, x, yb),
+        )?;
         Ok((out, Shape::from_dims(&wdims)))
     }
 }
@@ -470,7 +603,11 @@ fn use_fused(x: &Tensor) -> bool {
 pub fn conv3d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
     ConvGeom::new(x.dims(), w.dims(), stride, pad)?;
     if x.dtype() != w.dtype() {
-        return Err(Error::Shape { what: "conv3d weight", got: format!("{:?}", w.dtype()), expected: format!("{:?} (the input's dtype)", x.dtype()) });
+        return Err(Error::Shape {
+            what: "conv3d weight",
+            got: format!("{:?}", w.dtype()),
+            expected: format!("{:?} (the input's dtype)", x.dtype()),
+        });
     }
     if use_fused(x) {
         Ok(x.contiguous()?.apply_op2(&w.contiguous()?, Conv3dOp { stride, pad })?)
@@ -488,7 +625,11 @@ pub fn conv3d(x: &Tensor, w: &Tensor, stride: usize, pad: usize) -> Result<Tenso
 pub fn conv_transpose3d(u: &Tensor, w: &Tensor, stride: usize, pad: usize, out_pad: usize) -> Result<Tensor> {
     let out = transpose_out(u.dims(), w.dims(), stride, pad, out_pad)?;
     if u.dtype() != w.dtype() {
-        return Err(Error::Shape { what: "conv_transpose3d weight", got: format!("{:?}", w.dtype()), expected: format!("{:?} (the input's dtype)", u.dtype()) });
+        return Err(Error::Shape {
+            what: "conv_transpose3d weight",
+            got: format!("{:?}", w.dtype()),
+            expected: format!("{:?} (the input's dtype)", u.dtype()),
+        });
     }
     let op = ConvTOp { stride, pad, out };
     op.geom(u.dims(), w.dims())?;
@@ -501,16 +642,28 @@ pub fn conv_transpose3d(u: &Tensor, w: &Tensor, stride: usize, pad: usize, out_p
 
 fn transpose_out(ud: &[usize], wd: &[usize], stride: usize, pad: usize, out_pad: usize) -> Result<[usize; 3]> {
     if ud.len() != 5 || wd.len() != 5 || ud[1] != wd[0] || wd[2] != wd[3] || wd[2] != wd[4] {
-        return Err(shape_err("conv_transpose3d input", ud, format!("rank 5, C = weight's first dim, weight C_out×C_in×k³ (weight {wd:?})")));
+        return Err(shape_err(
+            "conv_transpose3d input",
+            ud,
+            format!("rank 5, C = weight's first dim, weight C_out×C_in×k³ (weight {wd:?})"),
+        ));
     }
     if stride == 0 || out_pad >= stride {
-        return Err(Error::Config { field: "out_pad", value: out_pad.to_string(), expected: format!("0 ≤ out_pad < stride = {stride}") });
+        return Err(Error::Config {
+            field: "out_pad",
+            value: out_pad.to_string(),
+            expected: format!("0 ≤ out_pad < stride = {stride}"),
+        });
     }
     let mut out = [0; 3];
     for a in 0..3 {
         let l = (ud[2 + a].max(1) - 1) * stride + wd[2] + out_pad;
         if ud[2 + a] == 0 || l < 2 * pad + 1 {
-            return Err(shape_err("conv_transpose3d input", ud, "non-empty output after removing the padding".into()));
+            return Err(shape_err(
+                "conv_transpose3d input",
+                ud,
+                "non-empty output after removing the padding".into(),
+            ));
         }
         out[a] = l - 2 * pad;
     }
@@ -578,7 +731,9 @@ pub fn conv_transpose3d_candle(u: &Tensor, w: &Tensor, stride: usize, pad: usize
     let pu = ud[2] * ud[3] * ud[4];
     let kd = cin * k * k * k;
     let wt = w.reshape((cout, kd))?.t()?.contiguous()?;
-    let col = wt.broadcast_matmul(&u.reshape((n, cout, pu))?)?.reshape((n, cin, k * k * k, ud[2], ud[3], ud[4]))?;
+    let col = wt
+        .broadcast_matmul(&u.reshape((n, cout, pu))?)?
+        .reshape((n, cin, k * k * k, ud[2], ud[3], ud[4]))?;
     // Full (uncropped) output length along each axis: (D' − 1)·s + k + out_pad.
     let full: Vec<usize> = (0..3).map(|a| out[a] + 2 * pad).collect();
     let mut acc: Option<Tensor> = None;
@@ -883,11 +1038,18 @@ pub(crate) mod tests {
             let dirt = t64(dir.clone(), var.dims());
             let eval = |sign: f64| {
                 let shifted = (var.as_tensor() + (&dirt * (sign * h)).unwrap()).unwrap();
-                let l = if std::ptr::eq(var, &x) { loss(&shifted, w.as_tensor()) } else { loss(x.as_tensor(), &shifted) };
+                let l = if std::ptr::eq(var, &x) {
+                    loss(&shifted, w.as_tensor())
+                } else {
+                    loss(x.as_tensor(), &shifted)
+                };
                 l.to_scalar::<f64>().unwrap()
             };
             let fd = (eval(1.0) - eval(-1.0)) / (2.0 * h);
-            assert!((fd - analytic).abs() <= 1e-7 * analytic.abs().max(1.0), "fd {fd} vs analytic {analytic}");
+            assert!(
+                (fd - analytic).abs() <= 1e-7 * analytic.abs().max(1.0),
+                "fd {fd} vs analytic {analytic}"
+            );
         }
     }
 
@@ -895,12 +1057,24 @@ pub(crate) mod tests {
     fn fused_equals_candle_fallback_forward_and_backward() {
         for (i, c) in CASES.iter().enumerate() {
             let g = case_geom(c);
-            let x = Var::from_tensor(&t64(rand_vec(g.n * g.cin * g.pin(), 70 + i as u64), &[g.n, g.cin, g.din[0], g.din[1], g.din[2]])).unwrap();
+            let x = Var::from_tensor(&t64(
+                rand_vec(g.n * g.cin * g.pin(), 70 + i as u64),
+                &[g.n, g.cin, g.din[0], g.din[1], g.din[2]],
+            ))
+            .unwrap();
             let w = Var::from_tensor(&t64(rand_vec(g.cout * g.kdim(), 80 + i as u64), &[g.cout, g.cin, g.k, g.k, g.k])).unwrap();
-            let r = t64(rand_vec(g.n * g.cout * g.pout(), 90 + i as u64), &[g.n, g.cout, g.dout[0], g.dout[1], g.dout[2]]);
+            let r = t64(
+                rand_vec(g.n * g.cout * g.pout(), 90 + i as u64),
+                &[g.n, g.cout, g.dout[0], g.dout[1], g.dout[2]],
+            );
             let mut outs = vec![];
             for fused in [true, false] {
-                let y = if fused { conv3d(&x, &w, g.stride, g.pad) } else { conv3d_candle(&x, &w, g.stride, g.pad) }.unwrap();
+                let y = if fused {
+                    conv3d(&x, &w, g.stride, g.pad)
+                } else {
+                    conv3d_candle(&x, &w, g.stride, g.pad)
+                }
+                .unwrap();
                 let gr = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
                 outs.push((vec64(&y), vec64(gr.get(&x).unwrap()), vec64(gr.get(&w).unwrap())));
             }
@@ -920,12 +1094,22 @@ pub(crate) mod tests {
                 continue; // the three axes would need different out_pad
             }
             let out_pad = g.din[0] - base;
-            let u = Var::from_tensor(&t64(rand_vec(g.n * g.cout * g.pout(), 100 + i as u64), &[g.n, g.cout, g.dout[0], g.dout[1], g.dout[2]])).unwrap();
+            let u = Var::from_tensor(&t64(
+                rand_vec(g.n * g.cout * g.pout(), 100 + i as u64),
+                &[g.n, g.cout, g.dout[0], g.dout[1], g.dout[2]],
+            ))
+            .unwrap();
             let w = Var::from_tensor(&t64(rand_vec(g.cout * g.kdim(), 110 + i as u64), &[g.cout, g.cin, g.k, g.k, g.k])).unwrap();
-            let r = t64(rand_vec(g.n * g.cin * g.pin(), 120 + i as u64), &[g.n, g.cin, g.din[0], g.din[1], g.din[2]]);
+            let r = t64(
+                rand_vec(g.n * g.cin * g.pin(), 120 + i as u64),
+                &[g.n, g.cin, g.din[0], g.din[1], g.din[2]],
+            );
             let z = conv_transpose3d(&u, &w, g.stride, g.pad, out_pad).unwrap();
             let zc = conv_transpose3d_candle(&u, &w, g.stride, g.pad, out_pad).unwrap();
-            assert!(max_rel(&vec64(&z), &vec64(&zc)) <= 1e-12, "case {c:?}: fused vs candle transposed conv");
+            assert!(
+                max_rel(&vec64(&z), &vec64(&zc)) <= 1e-12,
+                "case {c:?}: fused vs candle transposed conv"
+            );
             // ⟨convT(u), r⟩ = ⟨u, conv(r)⟩.
             let lhs = sum_f64(&(&z * &r).unwrap()).unwrap();
             let rhs = sum_f64(&(conv3d(&r, &w, g.stride, g.pad).unwrap() * u.as_tensor()).unwrap()).unwrap();
@@ -934,7 +1118,10 @@ pub(crate) mod tests {
             let g1 = (&z * &r).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (&zc * &r).unwrap().sum_all().unwrap().backward().unwrap();
             for v in [&u, &w] {
-                assert!(max_rel(&vec64(g1.get(v).unwrap()), &vec64(g2.get(v).unwrap())) <= 1e-12, "case {c:?}: transposed conv gradient");
+                assert!(
+                    max_rel(&vec64(g1.get(v).unwrap()), &vec64(g2.get(v).unwrap())) <= 1e-12,
+                    "case {c:?}: transposed conv gradient"
+                );
             }
         }
     }
@@ -947,7 +1134,13 @@ pub(crate) mod tests {
         let yb: Vec<f32> = rand_vec(g.n * g.cout * g.pout(), 7).into_iter().map(|v| v as f32).collect();
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| (conv3d_fwd_slice(&g, &x, &w), conv3d_vjp_input_slice(&g, &yb, &w), conv3d_vjp_weight_slice(&g, &x, &yb)))
+            pool.install(|| {
+                (
+                    conv3d_fwd_slice(&g, &x, &w),
+                    conv3d_vjp_input_slice(&g, &yb, &w),
+                    conv3d_vjp_weight_slice(&g, &x, &yb),
+                )
+            })
         };
         let (a, b) = (run(1), run(3));
         assert!(a.0 == b.0 && a.1 == b.1 && a.2 == b.2, "results depend on the thread count");
@@ -963,7 +1156,10 @@ pub(crate) mod tests {
         assert!(matches!(conv3d(&x, &w, 1, 1), Err(Error::Shape { what: "conv3d weight", .. })));
         let w = Tensor::zeros((3, 2, 5, 5, 5), DType::F32, &dev).unwrap();
         assert!(matches!(conv3d(&x, &w, 1, 0), Err(Error::Shape { what: "conv3d input", .. })));
-        assert!(matches!(conv3d(&x.flatten_all().unwrap(), &w, 1, 0), Err(Error::Shape { what: "conv3d input", .. })));
+        assert!(matches!(
+            conv3d(&x.flatten_all().unwrap(), &w, 1, 0),
+            Err(Error::Shape { what: "conv3d input", .. })
+        ));
         let w = Tensor::zeros((3, 2, 2, 2, 2), DType::F32, &dev).unwrap();
         assert!(matches!(conv3d(&x, &w, 0, 0), Err(Error::Config { field: "stride", .. })));
     }

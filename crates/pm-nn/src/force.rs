@@ -111,11 +111,19 @@ impl MlpConfig {
             return Err(Error::invalid(format!("mlp.hidden[{i}]"), 0, "a layer width ≥ 1"));
         }
         if !(self.k_scale.is_finite() && self.k_scale > 0.0) {
-            return Err(Error::invalid("mlp.k_scale", self.k_scale, "a finite wavenumber > 0 in h/Mpc (the mesh Nyquist π m/L)"));
+            return Err(Error::invalid(
+                "mlp.k_scale",
+                self.k_scale,
+                "a finite wavenumber > 0 in h/Mpc (the mesh Nyquist π m/L)",
+            ));
         }
         let (lo, hi) = self.a_range;
         if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && hi > lo) {
-            return Err(Error::invalid("mlp.a_range", format!("({lo}, {hi})"), "0 < a_lo < a_hi, both finite"));
+            return Err(Error::invalid(
+                "mlp.a_range",
+                format!("({lo}, {hi})"),
+                "0 < a_lo < a_hi, both finite",
+            ));
         }
         Ok(())
     }
@@ -248,7 +256,12 @@ impl ForceCorrection for MlpCorrection {
     fn params(&self) -> Vec<f64> {
         let mut out = Vec::with_capacity(self.n_params);
         for v in self.vars() {
-            out.extend(v.as_tensor().flatten_all().and_then(|t| t.to_vec1::<f64>()).expect("f64 CPU variables"));
+            out.extend(
+                v.as_tensor()
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1::<f64>())
+                    .expect("f64 CPU variables"),
+            );
         }
         out
     }
@@ -375,7 +388,12 @@ mod tests {
         assert_eq!(c.params(), theta, "bitwise round trip");
         assert_ne!(m.params(), theta, "the clone does not share variables");
         // The VarMap holds the same tensors under documented names and order.
-        let w0 = c.varmap().data().lock().unwrap()["l0.weight"].as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let w0 = c.varmap().data().lock().unwrap()["l0.weight"]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         assert_eq!(w0, theta[..12].to_vec());
         let b2 = c.varmap().data().lock().unwrap()["l2.bias"].as_tensor().to_vec1::<f64>().unwrap();
         assert_eq!(b2, theta[theta.len() - 1..].to_vec());

@@ -64,7 +64,10 @@ pub struct InstanceNorm {
 impl InstanceNorm {
     /// Per-channel parameters for `c` channels from `vb`.
     pub fn new(c: usize, vb: candle_nn::VarBuilder) -> Result<Self> {
-        Ok(Self { gamma: vb.get_with_hints(c, "gamma", candle_nn::Init::Const(1.0))?, beta: vb.get_with_hints(c, "beta", candle_nn::Init::Const(0.0))? })
+        Ok(Self {
+            gamma: vb.get_with_hints(c, "gamma", candle_nn::Init::Const(1.0))?,
+            beta: vb.get_with_hints(c, "beta", candle_nn::Init::Const(0.0))?,
+        })
     }
 
     /// Normalises an N×C×D×H×W tensor per sample and channel.
@@ -76,7 +79,9 @@ impl InstanceNorm {
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
         let y = xc.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
         let c = d[1];
-        let y = y.broadcast_mul(&self.gamma.reshape((1, c, 1))?)?.broadcast_add(&self.beta.reshape((1, c, 1))?)?;
+        let y = y
+            .broadcast_mul(&self.gamma.reshape((1, c, 1))?)?
+            .broadcast_add(&self.beta.reshape((1, c, 1))?)?;
         Ok(y.reshape(d)?)
     }
 }
@@ -93,7 +98,16 @@ pub struct ConvBlock {
 impl ConvBlock {
     /// A block C_in → C_out with kernel `k` (odd k keeps the size at stride 1), stride `stride`;
     /// `act = None` for a linear output layer. Weights under `vb` ("conv", "norm").
-    pub fn new(cin: usize, cout: usize, k: usize, stride: usize, padding: Padding, norm: Norm, act: Option<Activation>, vb: candle_nn::VarBuilder) -> Result<Self> {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: Padding,
+        norm: Norm,
+        act: Option<Activation>,
+        vb: candle_nn::VarBuilder,
+    ) -> Result<Self> {
         let p = (k - 1) / 2;
         let (zero_pad, periodic_pad) = match padding {
             Padding::Periodic => (0, p),
@@ -101,13 +115,26 @@ impl ConvBlock {
         };
         let with_norm = norm == Norm::Instance;
         let conv = Conv3d::new(cin, cout, k, stride, zero_pad, !with_norm, vb.pp("conv"))?;
-        let norm = if with_norm { Some(InstanceNorm::new(cout, vb.pp("norm"))?) } else { None };
-        Ok(Self { conv, norm, act, periodic_pad })
+        let norm = if with_norm {
+            Some(InstanceNorm::new(cout, vb.pp("norm"))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            conv,
+            norm,
+            act,
+            periodic_pad,
+        })
     }
 
     /// Applies the block.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = if self.periodic_pad > 0 { pad_periodic(x, self.periodic_pad)? } else { x.clone() };
+        let x = if self.periodic_pad > 0 {
+            pad_periodic(x, self.periodic_pad)?
+        } else {
+            x.clone()
+        };
         let mut y = self.conv.forward(&x)?;
         if let Some(n) = &self.norm {
             y = n.forward(&y)?;

@@ -29,9 +29,18 @@ impl LinearScaling {
     /// The factors of `growth` at scale factor `a`; errors when a is outside the growth table.
     pub fn new(growth: &Growth, a: f64) -> Result<Self> {
         if !(a.is_finite() && a >= growth.a_min() && a <= growth.a_max()) {
-            return Err(Error::Config { field: "a", value: a.to_string(), expected: format!("a scale factor in [{}, {}]", growth.a_min(), growth.a_max()) });
+            return Err(Error::Config {
+                field: "a",
+                value: a.to_string(),
+                expected: format!("a scale factor in [{}, {}]", growth.a_min(), growth.a_max()),
+            });
         }
-        Ok(Self { a, d1: growth.d1(a), f: growth.f1(a), hubble: 100.0 * growth.e(a) })
+        Ok(Self {
+            a,
+            d1: growth.d1(a),
+            f: growth.f1(a),
+            hubble: 100.0 * growth.e(a),
+        })
     }
 
     /// Multiplier of a density contrast: 1/D₁.
@@ -79,13 +88,24 @@ mod tests {
     #[test]
     fn einstein_de_sitter_limit() {
         // Ω_m = 1: D₁ = a, f = 1, H = 100 a^(−3/2), so v/(aHfD) = v a^(−1/2)/100.
-        let eds = Cosmology { omega_m: 1.0, omega_b: 0.05, w0: -1.0, wa: 0.0, omega_k: 0.0, ..Cosmology::planck18() };
+        let eds = Cosmology {
+            omega_m: 1.0,
+            omega_b: 0.05,
+            w0: -1.0,
+            wa: 0.0,
+            omega_k: 0.0,
+            ..Cosmology::planck18()
+        };
         let g = Growth::new(&eds, 1.0).unwrap();
         for a in [0.1, 0.5, 1.0] {
             let s = LinearScaling::new(&g, a).unwrap();
             assert!((s.d1 - a).abs() < 1e-6 * a && (s.f - 1.0).abs() < 1e-6, "{s:?}");
             let expect = 1.0 / (100.0 * a.sqrt()); // 1/(a · 100 a^(−3/2) · a)
-            assert!((s.velocity_factor() / expect - 1.0).abs() < 1e-6, "{} vs {expect}", s.velocity_factor());
+            assert!(
+                (s.velocity_factor() / expect - 1.0).abs() < 1e-6,
+                "{} vs {expect}",
+                s.velocity_factor()
+            );
         }
     }
 

@@ -22,7 +22,11 @@ use rayon::prelude::*;
 
 fn check5(x: &Tensor, what: &'static str) -> Result<()> {
     if x.rank() != 5 {
-        return Err(Error::Shape { what, got: format!("{:?}", x.dims()), expected: "rank 5: N×C×D×H×W".into() });
+        return Err(Error::Shape {
+            what,
+            got: format!("{:?}", x.dims()),
+            expected: "rank 5: N×C×D×H×W".into(),
+        });
     }
     Ok(())
 }
@@ -40,7 +44,11 @@ pub fn pad_periodic(x: &Tensor, p: usize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     if x.dims()[2..].contains(&0) {
-        return Err(Error::Shape { what: "pad_periodic input", got: format!("{:?}", x.dims()), expected: "non-empty spatial axes".into() });
+        return Err(Error::Shape {
+            what: "pad_periodic input",
+            got: format!("{:?}", x.dims()),
+            expected: "non-empty spatial axes".into(),
+        });
     }
     if x.device().is_cpu() {
         Ok(x.contiguous()?.apply_op1(PadOp { p })?)
@@ -62,7 +70,11 @@ pub fn fold_periodic(y: &Tensor, p: usize) -> Result<Tensor> {
         return Ok(y.clone());
     }
     if y.dims()[2..].iter().any(|&l| l <= 2 * p) {
-        return Err(Error::Shape { what: "fold_periodic input", got: format!("{:?}", y.dims()), expected: format!("spatial sizes > 2p = {}", 2 * p) });
+        return Err(Error::Shape {
+            what: "fold_periodic input",
+            got: format!("{:?}", y.dims()),
+            expected: format!("spatial sizes > 2p = {}", 2 * p),
+        });
     }
     if y.device().is_cpu() {
         Ok(y.contiguous()?.apply_op1(FoldOp { p })?)
@@ -85,7 +97,9 @@ pub fn fold_periodic(y: &Tensor, p: usize) -> Result<Tensor> {
 /// Calls `f` with the contiguous data of a CPU tensor as a typed slice.
 macro_rules! with_slice {
     ($s:expr, $l:expr, $name:expr, |$v:ident| $body:expr) => {{
-        let (a, b) = $l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{}: contiguous input expected", $name)))?;
+        let (a, b) = $l
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg(format!("{}: contiguous input expected", $name)))?;
         match $s {
             CpuStorage::F32(d) => {
                 let $v = &d[a..b];
@@ -152,7 +166,10 @@ impl CustomOp1 for PadOp {
         let d = l.dims();
         let small = [d[2], d[3], d[4]];
         let out = with_slice!(s, l, "pad_periodic", |v| pad_slice(v, small, self.p));
-        Ok((out, Shape::from_dims(&[d[0], d[1], d[2] + 2 * self.p, d[3] + 2 * self.p, d[4] + 2 * self.p])))
+        Ok((
+            out,
+            Shape::from_dims(&[d[0], d[1], d[2] + 2 * self.p, d[3] + 2 * self.p, d[4] + 2 * self.p]),
+        ))
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, ybar: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -198,7 +215,11 @@ impl Tiling {
     pub fn new(size: [usize; 3], tile: [usize; 3], halo: usize) -> Result<Self> {
         for a in 0..3 {
             if tile[a] == 0 || size[a] % tile[a] != 0 {
-                return Err(Error::Config { field: "tile", value: format!("{tile:?}"), expected: format!("non-zero tile sizes that divide the box {size:?}") });
+                return Err(Error::Config {
+                    field: "tile",
+                    value: format!("{tile:?}"),
+                    expected: format!("non-zero tile sizes that divide the box {size:?}"),
+                });
             }
         }
         Ok(Self { size, tile, halo })
@@ -214,7 +235,11 @@ impl Tiling {
     pub fn crops(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         check5(x, "Tiling::crops input")?;
         if x.dims()[2..] != self.size {
-            return Err(Error::Shape { what: "Tiling::crops input", got: format!("{:?}", x.dims()), expected: format!("spatial size {:?}", self.size) });
+            return Err(Error::Shape {
+                what: "Tiling::crops input",
+                got: format!("{:?}", x.dims()),
+                expected: format!("spatial size {:?}", self.size),
+            });
         }
         let h = self.halo;
         let xp = pad_periodic(x, h)?;
@@ -223,7 +248,9 @@ impl Tiling {
         for i in 0..c[0] {
             for j in 0..c[1] {
                 for k in 0..c[2] {
-                    let t = xp.narrow(2, i * self.tile[0], self.tile[0] + 2 * h)?.narrow(3, j * self.tile[1], self.tile[1] + 2 * h)?;
+                    let t = xp
+                        .narrow(2, i * self.tile[0], self.tile[0] + 2 * h)?
+                        .narrow(3, j * self.tile[1], self.tile[1] + 2 * h)?;
                     out.push(t.narrow(4, k * self.tile[2], self.tile[2] + 2 * h)?);
                 }
             }
@@ -235,12 +262,20 @@ impl Tiling {
     pub fn assemble(&self, cores: &[Tensor]) -> Result<Tensor> {
         let c = self.counts();
         if cores.len() != c.iter().product::<usize>() {
-            return Err(Error::Shape { what: "Tiling::assemble cores", got: format!("{} tensors", cores.len()), expected: format!("{} (tiles {c:?})", c.iter().product::<usize>()) });
+            return Err(Error::Shape {
+                what: "Tiling::assemble cores",
+                got: format!("{} tensors", cores.len()),
+                expected: format!("{} (tiles {c:?})", c.iter().product::<usize>()),
+            });
         }
         for t in cores {
             check5(t, "Tiling::assemble core")?;
             if t.dims()[2..] != self.tile {
-                return Err(Error::Shape { what: "Tiling::assemble core", got: format!("{:?}", t.dims()), expected: format!("spatial size {:?}", self.tile) });
+                return Err(Error::Shape {
+                    what: "Tiling::assemble core",
+                    got: format!("{:?}", t.dims()),
+                    expected: format!("spatial size {:?}", self.tile),
+                });
             }
         }
         let rows: Vec<Tensor> = cores.chunks(c[2]).map(|r| Tensor::cat(r, 4)).collect::<candle_core::Result<_>>()?;
@@ -253,7 +288,11 @@ impl Tiling {
 pub fn crop_center(x: &Tensor, h: usize) -> Result<Tensor> {
     check5(x, "crop_center input")?;
     if x.dims()[2..].iter().any(|&l| l < 2 * h) {
-        return Err(Error::Shape { what: "crop_center input", got: format!("{:?}", x.dims()), expected: format!("spatial sizes ≥ 2h = {}", 2 * h) });
+        return Err(Error::Shape {
+            what: "crop_center input",
+            got: format!("{:?}", x.dims()),
+            expected: format!("spatial sizes ≥ 2h = {}", 2 * h),
+        });
     }
     let mut y = x.clone();
     for dim in 2..5 {
@@ -275,7 +314,16 @@ mod tests {
 
     fn maxdiff(a: &Tensor, b: &Tensor) -> f64 {
         assert_eq!(a.dims(), b.dims());
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     }
 
     #[test]
@@ -330,16 +378,30 @@ mod tests {
         let x = rand_t(&[2, 2, 8, 12, 4], 5);
         let w1 = rand_t(&[3, 2, 3, 3, 3], 6);
         let w2 = rand_t(&[2, 3, 3, 3, 3], 7);
-        let full = conv3d(&pad_periodic(&conv3d(&pad_periodic(&x, 1).unwrap(), &w1, 1, 0).unwrap(), 1).unwrap(), &w2, 1, 0).unwrap();
+        let full = conv3d(
+            &pad_periodic(&conv3d(&pad_periodic(&x, 1).unwrap(), &w1, 1, 0).unwrap(), 1).unwrap(),
+            &w2,
+            1,
+            0,
+        )
+        .unwrap();
         let tiling = Tiling::new([8, 12, 4], [4, 6, 2], 2).unwrap();
         let crops = tiling.crops(&x).unwrap();
         assert_eq!(crops.len(), 2 * 2 * 2);
-        let cores: Vec<Tensor> = crops.iter().map(|c| conv3d(&conv3d(c, &w1, 1, 0).unwrap(), &w2, 1, 0).unwrap()).collect();
+        let cores: Vec<Tensor> = crops
+            .iter()
+            .map(|c| conv3d(&conv3d(c, &w1, 1, 0).unwrap(), &w2, 1, 0).unwrap())
+            .collect();
         let re = tiling.assemble(&cores).unwrap();
         assert!(maxdiff(&re, &full) <= 1e-13, "reassembled crops differ by {}", maxdiff(&re, &full));
         // Zero-padded convs on the same crops (no halo) disagree near the tile faces.
         let tiling0 = Tiling::new([8, 12, 4], [4, 6, 2], 0).unwrap();
-        let cores0: Vec<Tensor> = tiling0.crops(&x).unwrap().iter().map(|c| conv3d(&conv3d(c, &w1, 1, 1).unwrap(), &w2, 1, 1).unwrap()).collect();
+        let cores0: Vec<Tensor> = tiling0
+            .crops(&x)
+            .unwrap()
+            .iter()
+            .map(|c| conv3d(&conv3d(c, &w1, 1, 1).unwrap(), &w2, 1, 1).unwrap())
+            .collect();
         let re0 = tiling0.assemble(&cores0).unwrap();
         assert!(maxdiff(&re0, &full) > 1e-3);
         // The interior of a zero-padded conv on a crop agrees with the periodic result.
@@ -353,7 +415,10 @@ mod tests {
         let x = rand_t(&[1, 1, 4, 4, 4], 1);
         assert!(matches!(pad_periodic(&x.flatten_all().unwrap(), 1), Err(Error::Shape { .. })));
         assert!(matches!(fold_periodic(&x, 2), Err(Error::Shape { .. })));
-        assert!(matches!(Tiling::new([8, 8, 8], [3, 4, 4], 1), Err(Error::Config { field: "tile", .. })));
+        assert!(matches!(
+            Tiling::new([8, 8, 8], [3, 4, 4], 1),
+            Err(Error::Config { field: "tile", .. })
+        ));
         let t = Tiling::new([4, 4, 4], [2, 2, 2], 1).unwrap();
         assert!(matches!(t.assemble(&[x.clone()]), Err(Error::Shape { .. })));
         assert!(matches!(crop_center(&x, 3), Err(Error::Shape { .. })));

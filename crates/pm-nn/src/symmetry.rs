@@ -27,7 +27,10 @@ const PERMS: [[usize; 3]; 6] = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 
 impl Symmetry {
     /// The identity.
     pub fn identity() -> Self {
-        Self { perm: [0, 1, 2], flip: [false; 3] }
+        Self {
+            perm: [0, 1, 2],
+            flip: [false; 3],
+        }
     }
 
     /// All 48 elements, identity first; element i is `all()[i]` for every call.
@@ -35,7 +38,10 @@ impl Symmetry {
         let mut v = Vec::with_capacity(48);
         for perm in PERMS {
             for f in 0..8u8 {
-                v.push(Self { perm, flip: [f & 1 != 0, f & 2 != 0, f & 4 != 0] });
+                v.push(Self {
+                    perm,
+                    flip: [f & 1 != 0, f & 2 != 0, f & 4 != 0],
+                });
             }
         }
         v
@@ -70,7 +76,11 @@ impl Symmetry {
     fn check(x: &Tensor, what: &'static str) -> Result<()> {
         let d = x.dims();
         if d.len() != 5 || d[2] != d[3] || d[2] != d[4] {
-            return Err(Error::Shape { what, got: format!("{d:?}"), expected: "N×C×n×n×n (a cubic grid)".into() });
+            return Err(Error::Shape {
+                what,
+                got: format!("{d:?}"),
+                expected: "N×C×n×n×n (a cubic grid)".into(),
+            });
         }
         Ok(())
     }
@@ -90,10 +100,16 @@ impl Symmetry {
     pub fn apply_vector(&self, v: &Tensor) -> Result<Tensor> {
         Self::check(v, "symmetry vector field")?;
         if v.dims()[1] != 3 {
-            return Err(Error::Shape { what: "symmetry vector field", got: format!("{:?}", v.dims()), expected: "3 channels (z, y, x components)".into() });
+            return Err(Error::Shape {
+                what: "symmetry vector field",
+                got: format!("{:?}", v.dims()),
+                expected: "3 channels (z, y, x components)".into(),
+            });
         }
         let idx = Tensor::new(&[self.perm[0] as u32, self.perm[1] as u32, self.perm[2] as u32], v.device())?;
-        let signs = Tensor::new(&[self.sign(0), self.sign(1), self.sign(2)], v.device())?.to_dtype(v.dtype())?.reshape((1, 3, 1, 1, 1))?;
+        let signs = Tensor::new(&[self.sign(0), self.sign(1), self.sign(2)], v.device())?
+            .to_dtype(v.dtype())?
+            .reshape((1, 3, 1, 1, 1))?;
         let comps = v.contiguous()?.index_select(&idx, 1)?.broadcast_mul(&signs)?;
         self.apply_scalar(&comps)
     }
@@ -116,12 +132,23 @@ mod tests {
     use std::collections::HashSet;
 
     fn maxdiff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     }
 
     /// Periodic central-difference gradient of an N×1×n³ field → N×3×n³.
     fn grad(phi: &Tensor) -> Tensor {
-        let comps: Vec<Tensor> = (2..5).map(|d| ((phi.roll(-1, d).unwrap() - phi.roll(1, d).unwrap()).unwrap() * 0.5).unwrap()).collect();
+        let comps: Vec<Tensor> = (2..5)
+            .map(|d| ((phi.roll(-1, d).unwrap() - phi.roll(1, d).unwrap()).unwrap() * 0.5).unwrap())
+            .collect();
         Tensor::cat(&comps, 1).unwrap()
     }
 
@@ -131,7 +158,10 @@ mod tests {
         let set: HashSet<Symmetry> = all.iter().copied().collect();
         assert_eq!(set.len(), 48);
         let x = rand_t(&[1, 1, 4, 4, 4], 1);
-        let images: Vec<Vec<f64>> = all.iter().map(|g| g.apply_scalar(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap()).collect();
+        let images: Vec<Vec<f64>> = all
+            .iter()
+            .map(|g| g.apply_scalar(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap())
+            .collect();
         for i in 0..48 {
             for j in 0..i {
                 assert_ne!(images[i], images[j], "elements {i} and {j} act alike");
@@ -158,7 +188,10 @@ mod tests {
             assert!(maxdiff(&a, &b) <= 1e-14, "{g:?}: {}", maxdiff(&a, &b));
         }
         // Transforming the components as scalars (no permutation/negation) breaks it for a flip.
-        let g = Symmetry { perm: [1, 0, 2], flip: [true, false, false] };
+        let g = Symmetry {
+            perm: [1, 0, 2],
+            flip: [true, false, false],
+        };
         assert!(maxdiff(&grad(&g.apply_scalar(&phi).unwrap()), &g.apply_scalar(&g_phi).unwrap()) > 1e-3);
     }
 

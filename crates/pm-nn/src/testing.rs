@@ -50,5 +50,8 @@ pub(crate) fn directional_fd_check(vm: &VarMap, x: &Tensor, f: impl Fn(&Tensor) 
     let fd = (eval(h) - eval(-h)) / (2.0 * h);
     eval(0.0);
     let err = (fd - analytic).abs() / analytic.abs().max(1e-6);
-    assert!(err <= tol, "{label}: finite difference {fd} vs gradient {analytic} (relative error {err:.2e})");
+    assert!(
+        err <= tol,
+        "{label}: finite difference {fd} vs gradient {analytic} (relative error {err:.2e})"
+    );
 }

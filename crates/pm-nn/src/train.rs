@@ -260,8 +260,8 @@ pub fn save_checkpoint(path: &Path, varmap: &VarMap, seed: u64, history: &[Epoch
 /// must be in the file with the same shape) and returns (seed, history).
 pub fn load_checkpoint(path: &Path, varmap: &VarMap) -> Result<(u64, Vec<EpochStats>)> {
     let buf = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read the checkpoint: {e}")))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&buf)
-        .map_err(|e| Error::file(path, format!("not a safetensors file: {e}")))?;
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(&buf).map_err(|e| Error::file(path, format!("not a safetensors file: {e}")))?;
     let meta = header.metadata().clone().unwrap_or_default();
     let field = |k: &str| {
         meta.get(k)
@@ -289,7 +289,10 @@ pub fn load_checkpoint(path: &Path, varmap: &VarMap) -> Result<(u64, Vec<EpochSt
         });
     }
     if history.len() != n_epochs {
-        return Err(Error::file(path, format!("`{KEY_EPOCH}` = {n_epochs} but the history has {} epochs", history.len())));
+        return Err(Error::file(
+            path,
+            format!("`{KEY_EPOCH}` = {n_epochs} but the history has {} epochs", history.len()),
+        ));
     }
     let tensors = candle_core::safetensors::load_buffer(&buf, &candle_core::Device::Cpu)?;
     let data = varmap.data().lock().expect("VarMap lock");
@@ -570,10 +573,34 @@ mod tests {
         let vm = VarMap::new();
         let mut task = Regression::new(&vm);
         for (c, field) in [
-            (TrainConfig { epochs: 0, ..config(1, None) }, "train.epochs"),
-            (TrainConfig { batch_size: 0, ..config(1, None) }, "train.batch_size"),
-            (TrainConfig { val_fraction: 1.0, ..config(1, None) }, "train.val_fraction"),
-            (TrainConfig { checkpoint_every: 0, ..config(1, None) }, "train.checkpoint_every"),
+            (
+                TrainConfig {
+                    epochs: 0,
+                    ..config(1, None)
+                },
+                "train.epochs",
+            ),
+            (
+                TrainConfig {
+                    batch_size: 0,
+                    ..config(1, None)
+                },
+                "train.batch_size",
+            ),
+            (
+                TrainConfig {
+                    val_fraction: 1.0,
+                    ..config(1, None)
+                },
+                "train.val_fraction",
+            ),
+            (
+                TrainConfig {
+                    checkpoint_every: 0,
+                    ..config(1, None)
+                },
+                "train.checkpoint_every",
+            ),
         ] {
             let e = train(&mut task, &vm, &c).unwrap_err();
             assert!(e.to_string().contains(field), "{e}");

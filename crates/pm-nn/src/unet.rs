@@ -59,14 +59,35 @@ impl UNetConfig {
     /// The Wu et al. (2021) sized preset: 32³ → 3×20³ (module header), width 16, ReLU, zero
     /// padding (inputs are crops of a larger box), concatenation bypass, no norm.
     pub fn wu2021() -> Self {
-        Self { in_channels: 1, out_channels: 3, levels: 3, width: 16, convs: vec![3, 2, 2], norm: Norm::None, activation: Activation::Relu, bypass: Bypass::Concat, padding: Padding::Zero, crop: 6 }
+        Self {
+            in_channels: 1,
+            out_channels: 3,
+            levels: 3,
+            width: 16,
+            convs: vec![3, 2, 2],
+            norm: Norm::None,
+            activation: Activation::Relu,
+            bypass: Bypass::Concat,
+            padding: Padding::Zero,
+            crop: 6,
+        }
     }
 
     /// Checks the fields; errors name the field and the accepted values.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &'static str, value: String, expected: &str| Err(Error::Config { field, value, expected: expected.into() });
+        let bad = |field: &'static str, value: String, expected: &str| {
+            Err(Error::Config {
+                field,
+                value,
+                expected: expected.into(),
+            })
+        };
         if self.in_channels == 0 || self.out_channels == 0 {
-            return bad("in_channels/out_channels", format!("{}/{}", self.in_channels, self.out_channels), "at least 1 channel");
+            return bad(
+                "in_channels/out_channels",
+                format!("{}/{}", self.in_channels, self.out_channels),
+                "at least 1 channel",
+            );
         }
         if self.levels == 0 || self.levels > 6 {
             return bad("levels", self.levels.to_string(), "1 to 6 levels");
@@ -84,7 +105,11 @@ impl UNetConfig {
     pub fn output_side(&self, n: usize) -> Result<usize> {
         let f = 1 << (self.levels - 1);
         if n % f != 0 || n <= 2 * self.crop {
-            return Err(Error::Shape { what: "U-net input", got: format!("side {n}"), expected: format!("a side divisible by {f} and > 2·crop = {}", 2 * self.crop) });
+            return Err(Error::Shape {
+                what: "U-net input",
+                got: format!("side {n}"),
+                expected: format!("a side divisible by {f} and > 2·crop = {}", 2 * self.crop),
+            });
         }
         Ok(n - 2 * self.crop)
     }
@@ -122,7 +147,13 @@ impl UNet {
         for l in 0..cfg.levels {
             let mut blocks = Vec::new();
             for i in 0..cfg.convs[l] {
-                let cin = if i > 0 { w(l) } else if l == 0 { cfg.in_channels } else { w(l) };
+                let cin = if i > 0 {
+                    w(l)
+                } else if l == 0 {
+                    cfg.in_channels
+                } else {
+                    w(l)
+                };
                 blocks.push(block(cin, w(l), vb.pp(format!("enc{l}.{i}")))?);
             }
             enc.push(blocks);
@@ -138,7 +169,14 @@ impl UNet {
             }
         }
         let head = Conv3d::new(w(0), cfg.out_channels, 1, 1, 0, true, vb.pp("head"))?;
-        Ok(Self { cfg: cfg.clone(), enc, down, up, dec, head })
+        Ok(Self {
+            cfg: cfg.clone(),
+            enc,
+            down,
+            up,
+            dec,
+            head,
+        })
     }
 
     /// The architecture.
@@ -150,7 +188,11 @@ impl UNet {
     /// N×C_out×(n − 2·crop)³.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.rank() != 5 || x.dims()[1] != self.cfg.in_channels {
-            return Err(Error::Shape { what: "U-net input", got: format!("{:?}", x.dims()), expected: format!("N×{}×D×H×W", self.cfg.in_channels) });
+            return Err(Error::Shape {
+                what: "U-net input",
+                got: format!("{:?}", x.dims()),
+                expected: format!("N×{}×D×H×W", self.cfg.in_channels),
+            });
         }
         for &n in &x.dims()[2..] {
             self.cfg.output_side(n)?;
@@ -206,10 +248,24 @@ mod tests {
         let cfg = UNetConfig { width: 2, ..cfg };
         let vm = VarMap::new();
         let net = UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-        let y = net.forward(&Tensor::zeros((1, 1, 32, 32, 32), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let y = net
+            .forward(&Tensor::zeros((1, 1, 32, 32, 32), DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
         assert_eq!(y.dims(), &[1, 3, 20, 20, 20]);
-        assert!(matches!(net.forward(&Tensor::zeros((1, 1, 30, 32, 32), DType::F32, &Device::Cpu).unwrap()), Err(Error::Shape { .. })));
-        assert!(matches!(UNet::new(&UNetConfig { convs: vec![1, 1], ..UNetConfig::wu2021() }, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)), Err(Error::Config { field: "convs", .. })));
+        assert!(matches!(
+            net.forward(&Tensor::zeros((1, 1, 30, 32, 32), DType::F32, &Device::Cpu).unwrap()),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            UNet::new(
+                &UNetConfig {
+                    convs: vec![1, 1],
+                    ..UNetConfig::wu2021()
+                },
+                VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)
+            ),
+            Err(Error::Config { field: "convs", .. })
+        ));
     }
 
     #[test]
@@ -221,26 +277,64 @@ mod tests {
             (Norm::None, Bypass::None, Padding::Zero, 2),
         ];
         for (norm, bypass, padding, crop) in cases {
-            let cfg = UNetConfig { in_channels: 2, out_channels: 3, levels: 2, width: 2, convs: vec![1, 1], norm, activation: Activation::Tanh, bypass, padding, crop };
+            let cfg = UNetConfig {
+                in_channels: 2,
+                out_channels: 3,
+                levels: 2,
+                width: 2,
+                convs: vec![1, 1],
+                norm,
+                activation: Activation::Tanh,
+                bypass,
+                padding,
+                crop,
+            };
             let vm = VarMap::new();
             let net = UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
             let x = rand_t(&[1, 2, 8, 8, 8], 11);
             let side = cfg.output_side(8).unwrap();
             let r = rand_t(&[1, 3, side, side, side], 12);
-            directional_fd_check(&vm, &x, |x| net.forward(x).unwrap(), &r, 1e-6, &format!("{norm:?}/{bypass:?}/{padding:?}"));
+            directional_fd_check(
+                &vm,
+                &x,
+                |x| net.forward(x).unwrap(),
+                &r,
+                1e-6,
+                &format!("{norm:?}/{bypass:?}/{padding:?}"),
+            );
         }
     }
 
     #[test]
     fn periodic_unet_is_equivariant_to_shifts_by_the_coarsest_cell() {
-        let cfg = UNetConfig { in_channels: 1, out_channels: 3, levels: 2, width: 2, convs: vec![1, 1], norm: Norm::None, activation: Activation::Relu, bypass: Bypass::Concat, padding: Padding::Periodic, crop: 0 };
+        let cfg = UNetConfig {
+            in_channels: 1,
+            out_channels: 3,
+            levels: 2,
+            width: 2,
+            convs: vec![1, 1],
+            norm: Norm::None,
+            activation: Activation::Relu,
+            bypass: Bypass::Concat,
+            padding: Padding::Periodic,
+            crop: 0,
+        };
         let vm = VarMap::new();
         let net = UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
         let x = rand_t(&[1, 1, 8, 8, 8], 13);
         let roll = |t: &Tensor| t.roll(2, 2).unwrap().roll(-4, 3).unwrap();
         let a = net.forward(&roll(&x)).unwrap();
         let b = roll(&net.forward(&x).unwrap());
-        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap();
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert!(d <= 1e-12, "shift equivariance broken by {d}");
     }
 }

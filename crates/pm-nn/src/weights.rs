@@ -38,11 +38,20 @@ impl Architecture for CnnConfig {
 }
 
 fn werr(path: &Path, what: String) -> Error {
-    Error::Weights { path: path.display().to_string(), what }
+    Error::Weights {
+        path: path.display().to_string(),
+        what,
+    }
 }
 
 fn sorted_vars(vm: &VarMap) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> = vm.data().lock().expect("VarMap lock").iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    let mut v: Vec<(String, Tensor)> = vm
+        .data()
+        .lock()
+        .expect("VarMap lock")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
@@ -52,7 +61,13 @@ fn to_bytes(t: &Tensor) -> Result<(Dtype, Vec<u8>)> {
     Ok(match t.dtype() {
         DType::F32 => (Dtype::F32, flat.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect()),
         DType::F64 => (Dtype::F64, flat.to_vec1::<f64>()?.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        d => return Err(Error::Shape { what: "weight tensor", got: format!("{d:?}"), expected: "f32 or f64".into() }),
+        d => {
+            return Err(Error::Shape {
+                what: "weight tensor",
+                got: format!("{d:?}"),
+                expected: "f32 or f64".into(),
+            })
+        }
     })
 }
 
@@ -67,12 +82,24 @@ pub fn save<C: Architecture>(path: &Path, cfg: &C, vm: &VarMap, force: bool) -> 
     }
     let views: Vec<(String, TensorView<'_>)> = bufs
         .iter()
-        .map(|(n, dt, shape, b)| Ok((n.clone(), TensorView::new(*dt, shape.clone(), b).map_err(|e| werr(path, format!("tensor `{n}`: {e}")))?)))
+        .map(|(n, dt, shape, b)| {
+            Ok((
+                n.clone(),
+                TensorView::new(*dt, shape.clone(), b).map_err(|e| werr(path, format!("tensor `{n}`: {e}")))?,
+            ))
+        })
         .collect::<Result<_>>()?;
     let config = toml::to_string(cfg).map_err(|e| werr(path, format!("config does not serialise: {e}")))?;
-    let meta = HashMap::from([(KIND.to_string(), C::KIND.to_string()), (CONFIG.to_string(), config), (FORMAT.to_string(), "1".to_string())]);
+    let meta = HashMap::from([
+        (KIND.to_string(), C::KIND.to_string()),
+        (CONFIG.to_string(), config),
+        (FORMAT.to_string(), "1".to_string()),
+    ]);
     let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| werr(path, e.to_string()))?;
-    let io = |e| Error::Io { path: path.display().to_string(), source: e };
+    let io = |e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
     let mut f = if force {
         std::fs::File::create(path).map_err(io)?
     } else {
@@ -89,7 +116,10 @@ pub fn save<C: Architecture>(path: &Path, cfg: &C, vm: &VarMap, force: bool) -> 
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })
+    std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
 }
 
 /// Reads the architecture config stored in a weight file (to build the network before
@@ -102,7 +132,9 @@ pub fn read_config<C: Architecture>(path: &Path) -> Result<C> {
 fn read_header<C: Architecture>(path: &Path, bytes: &[u8]) -> Result<C> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| werr(path, format!("not a safetensors file: {e}")))?;
     let md = meta.metadata().clone().unwrap_or_default();
-    let kind = md.get(KIND).ok_or_else(|| werr(path, format!("no `{KIND}` in the header (not written by pm-nn)")))?;
+    let kind = md
+        .get(KIND)
+        .ok_or_else(|| werr(path, format!("no `{KIND}` in the header (not written by pm-nn)")))?;
     if kind != C::KIND {
         return Err(werr(path, format!("architecture is `{kind}`, expected `{}`", C::KIND)));
     }
@@ -137,7 +169,13 @@ pub fn load<C: Architecture>(path: &Path, cfg: &C, vm: &VarMap) -> Result<()> {
     }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| werr(path, e.to_string()))?;
     let vars: Vec<(String, candle_core::Var)> = {
-        let mut v: Vec<_> = vm.data().lock().expect("VarMap lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut v: Vec<_> = vm
+            .data()
+            .lock()
+            .expect("VarMap lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     };
@@ -150,12 +188,31 @@ pub fn load<C: Architecture>(path: &Path, cfg: &C, vm: &VarMap) -> Result<()> {
     for (name, var) in &vars {
         let view = st.tensor(name).map_err(|_| werr(path, format!("missing tensor `{name}`")))?;
         if view.shape() != var.dims() {
-            return Err(werr(path, format!("tensor `{name}`: shape {:?} in the file, {:?} in the network", view.shape(), var.dims())));
+            return Err(werr(
+                path,
+                format!(
+                    "tensor `{name}`: shape {:?} in the file, {:?} in the network",
+                    view.shape(),
+                    var.dims()
+                ),
+            ));
         }
         let data = view.data();
         let t = match view.dtype() {
-            Dtype::F32 => Tensor::from_vec(data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect::<Vec<f32>>(), view.shape(), var.device())?,
-            Dtype::F64 => Tensor::from_vec(data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect::<Vec<f64>>(), view.shape(), var.device())?,
+            Dtype::F32 => Tensor::from_vec(
+                data.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                    .collect::<Vec<f32>>(),
+                view.shape(),
+                var.device(),
+            )?,
+            Dtype::F64 => Tensor::from_vec(
+                data.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect::<Vec<f64>>(),
+                view.shape(),
+                var.device(),
+            )?,
             d => return Err(werr(path, format!("tensor `{name}`: dtype {d:?}, expected F32 or F64"))),
         };
         staged.push((var, t.to_dtype(var.dtype())?));
@@ -181,7 +238,12 @@ mod tests {
     }
 
     fn small() -> UNetConfig {
-        UNetConfig { width: 2, convs: vec![1, 1], levels: 2, ..UNetConfig::wu2021() }
+        UNetConfig {
+            width: 2,
+            convs: vec![1, 1],
+            levels: 2,
+            ..UNetConfig::wu2021()
+        }
     }
 
     fn net(cfg: &UNetConfig, dt: DType) -> VarMap {
@@ -191,7 +253,23 @@ mod tests {
     }
 
     fn bits(vm: &VarMap) -> Vec<(String, Vec<u64>)> {
-        sorted_vars(vm).into_iter().map(|(k, t)| (k, t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap().into_iter().map(f64::to_bits).collect())).collect()
+        sorted_vars(vm)
+            .into_iter()
+            .map(|(k, t)| {
+                (
+                    k,
+                    t.flatten_all()
+                        .unwrap()
+                        .to_dtype(DType::F64)
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap()
+                        .into_iter()
+                        .map(f64::to_bits)
+                        .collect(),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -221,13 +299,18 @@ mod tests {
         // Wrong config: names the field.
         let other = UNetConfig { width: 3, ..cfg.clone() };
         let e = load(&p, &other, &net(&other, DType::F32)).unwrap_err().to_string();
-        assert!(e.contains("config field `width`") && e.contains("file has 2") && e.contains("network has 3"), "{e}");
+        assert!(
+            e.contains("config field `width`") && e.contains("file has 2") && e.contains("network has 3"),
+            "{e}"
+        );
         // Wrong kind.
         let e = read_config::<CnnConfig>(&p).unwrap_err().to_string();
         assert!(e.contains("architecture is `unet`"), "{e}");
         // Missing tensor: the network has one more weight than the file.
         let extra = net(&cfg, DType::F32);
-        extra.get(3, "zz.extra", candle_nn::Init::Const(0.0), DType::F32, &Device::Cpu).unwrap();
+        extra
+            .get(3, "zz.extra", candle_nn::Init::Const(0.0), DType::F32, &Device::Cpu)
+            .unwrap();
         let e = load(&p, &cfg, &extra).unwrap_err().to_string();
         assert!(e.contains("missing tensor `zz.extra`"), "{e}");
         // Unexpected tensor: the file has one the network lacks.
@@ -237,7 +320,9 @@ mod tests {
         assert!(e.contains("unexpected tensor `zz.extra`"), "{e}");
         // Wrong shape, same name.
         let shaped = net(&cfg, DType::F32);
-        shaped.get(4, "zz.extra", candle_nn::Init::Const(0.0), DType::F32, &Device::Cpu).unwrap();
+        shaped
+            .get(4, "zz.extra", candle_nn::Init::Const(0.0), DType::F32, &Device::Cpu)
+            .unwrap();
         let e = load(&p2, &cfg, &shaped).unwrap_err().to_string();
         assert!(e.contains("tensor `zz.extra`: shape [3] in the file, [4] in the network"), "{e}");
         // Not a safetensors file.

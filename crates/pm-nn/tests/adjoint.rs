@@ -142,12 +142,17 @@ fn white_noise_to_network_loss_gradient_in_one_call_matches_finite_differences()
         assert!(r < 1e-6, "white noise direction {seed}: rel {r:.2e}");
     }
     // The weights (the loss is smooth in them).
-    let w0: Vec<Vec<f64>> = net.vars().iter().map(|v| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect();
+    let w0: Vec<Vec<f64>> = net
+        .vars()
+        .iter()
+        .map(|v| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+        .collect();
     let set = |flat: &[f64]| {
         let mut off = 0;
         for v in net.vars() {
             let n = v.elem_count();
-            v.set(&Tensor::from_slice(&flat[off..off + n], v.shape(), &Device::Cpu).unwrap()).unwrap();
+            v.set(&Tensor::from_slice(&flat[off..off + n], v.shape(), &Device::Cpu).unwrap())
+                .unwrap();
             off += n;
         }
     };

@@ -66,7 +66,7 @@ const SMALL: Preset = Preset {
     fine_steps: 40,
     seeds: 8,
     val_fraction: 0.25,
-    epochs: 12,
+    epochs: 60,
     batch: 2,
     lr: 0.02,
 };

@@ -27,7 +27,8 @@ enum Command {
     /// Reconstruct the initial white noise from a late-time density mesh (maximum a posteriori,
     /// L-BFGS with adjoint gradients, annealed smoothing): white_noise.npy, linear_density.npy,
     /// final_density.npy, loss.txt and figures. With no --observed it runs an embedded mock
-    /// (truth from the seed, default 64³ particles, 128³ mesh) and reports r(k), T(k) in r_k.txt.
+    /// (truth from the seed; with no --config: 64³ particles, 128³ mesh, 128 Mpc/h, 10 steps)
+    /// and reports r(k), T(k) in r_k.txt.
     Reconstruct(ReconstructArgs),
 }
 

@@ -137,9 +137,21 @@ fn noise_model(opts: &Options) -> Result<NoiseModel> {
     Ok(model)
 }
 
+/// Box side of the embedded reconstruction default (no `--config`), Mpc/h.
+pub const RECON_DEFAULT_BOX: f64 = 128.0;
+/// Number of time steps of the embedded reconstruction default (no `--config`).
+pub const RECON_DEFAULT_STEPS: usize = 10;
+
 /// Runs `reconstruct` with the given options.
 pub fn run(opts: &Options) -> Result<()> {
-    let config = resolve_config(&opts.input)?;
+    let mut config = resolve_config(&opts.input)?;
+    if opts.input.config.is_none() {
+        // The embedded reconstruction default: the simulation default (64³ particles, 128³
+        // mesh, Planck-18-like) in a 128 Mpc/h box with 10 steps, a few minutes on 2 cores.
+        config.box_.size = RECON_DEFAULT_BOX;
+        config.time.steps = RECON_DEFAULT_STEPS;
+        config.validate()?;
+    }
     let noise = noise_model(opts)?;
     if opts.iterations == 0 {
         return Err(Error::invalid("--iterations", 0, "at least 1 L-BFGS iteration"));

@@ -112,6 +112,10 @@ struct ReconstructArgs {
     /// Total L-BFGS iterations over the annealing schedule.
     #[arg(long, value_name = "N", default_value_t = 100)]
     iterations: usize,
+    /// Optimise in linear-theory preconditioned variables w = M u (docs/reconstruction.md
+    /// eq. X5). Off by default: on the strongly non-linear default mock it diverges.
+    #[arg(long)]
+    precondition: bool,
     /// Output directory.
     #[arg(long, value_name = "DIR", default_value = "out-reconstruct")]
     out: PathBuf,
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
             noise_power: a.noise_power,
             smoothing: a.smoothing,
             iterations: a.iterations,
+            precondition: a.precondition,
             out: a.out,
             force: a.force,
             quiet: a.quiet,

@@ -56,6 +56,9 @@ pub struct Options {
     pub smoothing: f64,
     /// Total L-BFGS iterations over the annealing schedule.
     pub iterations: usize,
+    /// Optimise in the linear-theory preconditioned variables (`Posterior::set_preconditioning`;
+    /// off by default, docs/reconstruction.md eq. X5).
+    pub precondition: bool,
     /// Output directory.
     pub out: PathBuf,
     /// Overwrite a different earlier run's outputs.
@@ -170,12 +173,13 @@ pub fn run(opts: &Options) -> Result<()> {
         None => None,
     };
     let resolved = format!(
-        "{}\n# cosmograd reconstruct: observed = {}, noise = {:?}, smoothing = {} Mpc/h, iterations = {}\n",
+        "{}\n# cosmograd reconstruct: observed = {}, noise = {:?}, smoothing = {} Mpc/h, iterations = {}, preconditioned = {}\n",
         config.to_toml_string(),
         opts.observed.as_ref().map_or("mock".to_string(), |p| p.display().to_string()),
         noise,
         opts.smoothing,
-        opts.iterations
+        opts.iterations,
+        opts.precondition
     );
     let mut files: Vec<&str> = RECON_FILES.to_vec();
     if observed.is_none() {
@@ -245,6 +249,7 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options, noise: No
     };
     let t_forward = t0.elapsed().as_secs_f64();
     let mut post = Posterior::new(&sim, &obs, noise.clone(), opts.smoothing)?;
+    post.set_preconditioning(opts.precondition);
     let schedule = default_schedule(opts.iterations, config.box_.particle_spacing());
     let total: usize = schedule.iter().map(|s| s.iterations).sum();
     let bar = if opts.quiet {

@@ -122,6 +122,8 @@ pub struct Posterior<T: Real> {
     anneal: f64,
     /// S(k)·W_R²(k)/σ²(k)·S(k)… per half-spectrum mode: `kernel[i] = (S(k), W_R²(k)/σ²(k))`.
     kernel: Vec<(f64, f64)>,
+    /// Whether [`reconstruct`] optimises in preconditioned variables ([`Preconditioner`]).
+    precondition: bool,
 }
 
 impl<T: Real> std::fmt::Debug for Posterior<T> {
@@ -167,6 +169,7 @@ impl<T: Real> Posterior<T> {
             data_smoothing,
             anneal: 0.0,
             kernel: Vec::new(),
+            precondition: false,
         };
         p.build_kernel();
         Ok(p)
@@ -199,6 +202,18 @@ impl<T: Real> Posterior<T> {
         self.anneal = r;
         self.build_kernel();
         Ok(())
+    }
+
+    /// Makes [`reconstruct`] optimise over u with w = M u, M the linear-theory
+    /// [`Preconditioner`] of each stage (docs/reconstruction.md eq. X5), instead of over w.
+    /// Off by default. The posterior itself (value, gradient in w) does not change.
+    pub fn set_preconditioning(&mut self, on: bool) {
+        self.precondition = on;
+    }
+
+    /// Whether [`reconstruct`] uses the linear-theory preconditioner.
+    pub fn preconditioning(&self) -> bool {
+        self.precondition
     }
 
     /// The current annealing scale R, Mpc/h.
@@ -283,6 +298,91 @@ impl<T: Real> Posterior<T> {
         let prior: f64 = 0.5 * w.iter().map(|v| v.f64() * v.f64()).sum::<f64>();
         let grad: Vec<f64> = g.white_noise.iter().zip(w).map(|(a, b)| a.f64() + b.f64()).collect();
         Ok((g.loss + prior, grad, g))
+    }
+}
+
+/// A Fourier-diagonal change of variables on the white-noise lattice (n³, C order),
+/// `w = M u`, `M = F⁻¹ diag(m(k)) F` with `m(k) > 0` real and even in k, so M is symmetric
+/// positive definite and the gradient transforms as `∂/∂u = M ∂/∂w` (docs/reconstruction.md
+/// eq. X5).
+///
+/// [`Preconditioner::linear`] takes `m(k) = (1 + h(k))^{-1/2}`, with h(k) the linear-theory
+/// curvature of ½χ² per unit-variance white-noise mode, the signal-to-noise ratio
+/// `h(k) = P_L(k, a_stop) S²(k) W_R²(k) / (σ²(k) V_cell)` (eq. X4): in u the Hessian of
+/// −ln p is close to the identity on the scales where the forward map is close to linear.
+pub struct Preconditioner {
+    fft: Fft3<f64>,
+    /// m(k) per half-spectrum mode of the lattice.
+    m: Vec<f64>,
+}
+
+impl std::fmt::Debug for Preconditioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preconditioner").field("lattice", &self.fft.n()).finish_non_exhaustive()
+    }
+}
+
+impl Preconditioner {
+    /// The linear-theory preconditioner of `posterior` at its current annealing scale, on
+    /// `sim`'s white-noise lattice (eq. X4–X5).
+    pub fn linear<T: Real>(sim: &Simulation<T>, posterior: &Posterior<T>) -> Self {
+        let c = sim.config();
+        let lattice = MeshGeom::new(c.box_.particles, c.box_.size);
+        let a = c.time.a_stop;
+        let vcell = posterior.geom.cell().powi(3);
+        let (rd, ra) = (posterior.data_smoothing, posterior.anneal);
+        let noise = &posterior.noise;
+        Self::from_fn(&lattice, |k| {
+            if k == 0.0 {
+                return 1.0;
+            }
+            let s2 = (-k * k * rd * rd).exp();
+            let w2 = (-k * k * ra * ra).exp();
+            let h = sim.p_linear(k, a) * s2 * w2 / (noise.variance(k, vcell) * vcell);
+            1.0 / (1.0 + h).sqrt()
+        })
+    }
+
+    /// The preconditioner with filter `m(|k|)` on the lattice `geom` (`m` must be > 0 and
+    /// finite; k in h/Mpc).
+    fn from_fn(geom: &MeshGeom, m_of: impl Fn(f64) -> f64 + Sync) -> Self {
+        let (n, mc) = (geom.m, geom.mc());
+        let m = (0..geom.n_complex())
+            .into_par_iter()
+            .map(|i| {
+                let (ix, iy, iz) = (i / (n * mc), (i / mc) % n, i % mc);
+                let k = (geom.k_of(ix).powi(2) + geom.k_of(iy).powi(2) + geom.kz_of(iz).powi(2)).sqrt();
+                m_of(k)
+            })
+            .collect();
+        Preconditioner { fft: Fft3::new(n), m }
+    }
+
+    fn filter(&self, v: &[f64], inverse: bool) -> Vec<f64> {
+        let n = v.len();
+        let mut vk = vec![C::<f64>::default(); self.fft.complex_len()];
+        self.fft.forward(&mut v.to_vec(), &mut vk);
+        let inv_n = 1.0 / n as f64;
+        vk.par_iter_mut().zip(self.m.par_iter()).for_each(|(z, &m)| {
+            *z = *z * if inverse { inv_n / m } else { m * inv_n };
+        });
+        let mut out = vec![0.0; n];
+        self.fft.inverse(&mut vk, &mut out);
+        out
+    }
+
+    /// `M v` (v on the lattice, n³ values).
+    #[track_caller]
+    pub fn apply(&self, v: &[f64]) -> Vec<f64> {
+        assert_eq!(v.len(), self.fft.real_len(), "Preconditioner: vector length");
+        self.filter(v, false)
+    }
+
+    /// `M⁻¹ v`.
+    #[track_caller]
+    pub fn apply_inverse(&self, v: &[f64]) -> Vec<f64> {
+        assert_eq!(v.len(), self.fft.real_len(), "Preconditioner: vector length");
+        self.filter(v, true)
     }
 }
 
@@ -376,7 +476,7 @@ pub struct ReconProgress {
     pub chi2_half: f64,
     /// ½|w|² at the same point.
     pub prior: f64,
-    /// ‖∂/∂w‖₂.
+    /// ‖∂/∂w‖₂ (‖∂/∂u‖₂ with the preconditioner, [`Posterior::set_preconditioning`]).
     pub grad_norm: f64,
     /// Loss-and-gradient evaluations in this stage so far.
     pub evaluations: usize,
@@ -432,6 +532,12 @@ pub fn reconstruct<T: Real>(
             max_iterations: st.iterations,
             ..lbfgs_opts.clone()
         };
+        // Preconditioned variables u (w = M u) when enabled: L-BFGS runs on u.
+        let pc = posterior.precondition.then(|| Preconditioner::linear(sim, posterior));
+        let u0 = match &pc {
+            Some(p) => p.apply_inverse(&x),
+            None => x.clone(),
+        };
         let sim_ref = &mut *sim;
         let post: &Posterior<T> = posterior;
         let mut exact_post = None;
@@ -444,11 +550,20 @@ pub fn reconstruct<T: Real>(
                 data_smoothing: post.data_smoothing,
                 anneal: 0.0,
                 kernel: Vec::new(),
+                precondition: false,
             };
             p.build_kernel();
             exact_post = Some(p);
         }
-        let f = |xv: &[f64]| -> Result<(f64, Vec<f64>)> {
+        let f = |uv: &[f64]| -> Result<(f64, Vec<f64>)> {
+            let x_owned;
+            let xv: &[f64] = match &pc {
+                Some(p) => {
+                    x_owned = p.apply(uv);
+                    &x_owned
+                }
+                None => uv,
+            };
             let w: Vec<T> = xv.iter().map(|&v| T::of(v)).collect();
             let chi_exact = Cell::new(0.0f64);
             let loss = DensityLoss::new(|d: &[T], c: &mut [T]| {
@@ -467,9 +582,13 @@ pub fn reconstruct<T: Real>(
             let mut te = trial_exact.take();
             te.push((total, chi_exact.get(), prior));
             trial_exact.set(te);
+            let grad = match &pc {
+                Some(p) => p.apply(&grad),
+                None => grad,
+            };
             Ok((total, grad))
         };
-        let r = lbfgs(f, x, &opts, |it: &Iteration<'_>| {
+        let r = lbfgs(f, u0, &opts, |it: &Iteration<'_>| {
             // The exact χ² of the accepted point: the trial of this iteration with its loss.
             let te = trial_exact.take();
             if let Some((_, c, p)) = te.iter().rev().find(|(l, _, _)| *l == it.loss) {
@@ -488,7 +607,10 @@ pub fn reconstruct<T: Real>(
             true
         })?;
         evaluations += r.evaluations;
-        x = r.x.clone();
+        x = match &pc {
+            Some(p) => p.apply(&r.x),
+            None => r.x.clone(),
+        };
         stages.push(r);
     }
     Ok(ReconResult {
@@ -650,16 +772,83 @@ mod tests {
         }
     }
 
+    /// The preconditioner is symmetric (dot-product test), M⁻¹ inverts M, and on a single
+    /// lattice Fourier mode it multiplies by m(k) = (1 + h(k))^{-1/2} of eq. X4 computed here
+    /// directly from the linear power, the smoothing windows and the noise.
+    #[test]
+    fn preconditioner_is_symmetric_and_scales_each_mode_by_the_linear_signal_to_noise() {
+        let sim = tiny(2);
+        let (n, l) = (8usize, 64.0);
+        let obs = rand_field::<f64>(16 * 16 * 16, 4);
+        let noise = NoiseModel::White { sigma: 0.05 };
+        let mut post = Posterior::new(&sim, &obs, noise, 2.0).unwrap();
+        post.set_anneal(6.0).unwrap();
+        let pc = Preconditioner::linear(&sim, &post);
+        let (a, b) = (rand_field::<f64>(n * n * n, 7), rand_field::<f64>(n * n * n, 8));
+        let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f64>();
+        let (lhs, rhs) = (dot(&pc.apply(&a), &b), dot(&a, &pc.apply(&b)));
+        assert!((lhs - rhs).abs() <= 1e-12 * lhs.abs().max(rhs.abs()), "{lhs} vs {rhs}");
+        let back = pc.apply_inverse(&pc.apply(&a));
+        for (x, y) in back.iter().zip(&a) {
+            assert!((x - y).abs() < 1e-12, "M⁻¹M a: {x} vs {y}");
+        }
+        // cos(2π·2·iy/n): |k| = 2·2π/L.
+        let v: Vec<f64> = (0..n * n * n)
+            .map(|i| (2.0 * std::f64::consts::PI * 2.0 * ((i / n) % n) as f64 / n as f64).cos())
+            .collect();
+        let k = 2.0 * 2.0 * std::f64::consts::PI / l;
+        let vcell = (l / 16.0f64).powi(3);
+        let h = sim.p_linear(k, sim.config().time.a_stop) * (-k * k * 4.0).exp() * (-k * k * 36.0).exp() / (0.05 * 0.05 * vcell);
+        let want = 1.0 / (1.0 + h).sqrt();
+        assert!(h > 1.0, "the test mode should be signal-dominated (h = {h})");
+        let mv = pc.apply(&v);
+        for (x, y) in mv.iter().zip(&v) {
+            assert!((x - want * y).abs() < 1e-12, "M cos: {x} vs {}", want * y);
+        }
+    }
+
+    /// The preconditioned objective F(u) = −ln p(M u) has gradient M ∂/∂w (what `reconstruct`
+    /// hands L-BFGS): central finite differences in f64.
+    #[test]
+    fn preconditioned_gradient_matches_finite_differences() {
+        let mut sim = tiny(4);
+        let w_true = sim.white_noise();
+        let noise = NoiseModel::White { sigma: 0.2 };
+        let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, 2).unwrap();
+        let post = Posterior::new(&sim, &obs, noise, 0.0).unwrap();
+        let pc = Preconditioner::linear(&sim, &post);
+        let u: Vec<f64> = rand_field::<f64>(w_true.len(), 9).iter().map(|v| 0.5 * v).collect();
+        let gopts = GradOptions {
+            cosmology: false,
+            ..Default::default()
+        };
+        let (_, gw, _) = post.value_and_grad(&mut sim, &pc.apply(&u), &gopts).unwrap();
+        let gu = pc.apply(&gw);
+        let sim_cell = std::cell::RefCell::new(sim);
+        let f = |x: &[f64]| post.value_and_grad(&mut sim_cell.borrow_mut(), &pc.apply(x), &gopts).unwrap().0;
+        for s in 0..2 {
+            fd_check_flat(&f, &u, &gu, 1e-6, 1e-6, 40 + s);
+        }
+    }
+
+
     /// A short annealed reconstruction on a tiny noisy mock: every stage's loss decreases
     /// monotonically, and the result is closer to the truth than the start (w = 0) on the
     /// large-scale modes.
     #[test]
     fn reconstruct_decreases_the_loss_in_every_stage() {
+        for precondition in [false, true] {
+            reconstruct_tiny(precondition);
+        }
+    }
+
+    fn reconstruct_tiny(precondition: bool) {
         let mut sim = tiny(3);
         let w_true = sim.white_noise();
         let noise = NoiseModel::White { sigma: 0.3 };
         let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, 1).unwrap();
         let mut post = Posterior::new(&sim, &obs, noise, 0.0).unwrap();
+        post.set_preconditioning(precondition);
         let schedule = [
             Stage {
                 smoothing: 8.0,
@@ -690,6 +879,6 @@ mod tests {
         // Correlation of the reconstructed and true white noise over all modes.
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
         let corr = dot(&r.white_noise, &w_true) / (dot(&r.white_noise, &r.white_noise) * dot(&w_true, &w_true)).sqrt();
-        assert!(corr > 0.5, "correlation with the truth {corr}");
+        assert!(corr > 0.5, "preconditioning {precondition}: correlation with the truth {corr}");
     }
 }

@@ -318,7 +318,9 @@ pub struct Preconditioner {
 
 impl std::fmt::Debug for Preconditioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Preconditioner").field("lattice", &self.fft.n()).finish_non_exhaustive()
+        f.debug_struct("Preconditioner")
+            .field("lattice", &self.fft.n())
+            .finish_non_exhaustive()
     }
 }
 
@@ -830,7 +832,6 @@ mod tests {
             fd_check_flat(&f, &u, &gu, 1e-6, 1e-6, 40 + s);
         }
     }
-
 
     /// A short annealed reconstruction on a tiny noisy mock: every stage's loss decreases
     /// monotonically, and the result is closer to the truth than the start (w = 0) on the

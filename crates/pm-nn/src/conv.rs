@@ -280,11 +280,16 @@ pub fn conv3d_fwd_slice<T: Real>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
     let mut y = vec![T::zero(); g.n * g.cout * pout];
     let tl = g.tile(std::mem::size_of::<T>());
     let yp = SendPtr(y.as_mut_ptr());
-    tiles(g, tl).into_par_iter().for_each_init(
-        || vec![T::zero(); kd * tl],
-        |col, (n, p0, p1)| {
+    // Runs of tiles share one column buffer, allocated once per run (a fresh megabyte per tile
+    // costs page faults); every tile writes its own output columns, so the bits do not depend on
+    // how the runs are split.
+    let items = tiles(g, tl);
+    let run = items.len().div_ceil(4 * rayon::current_num_threads()).max(1);
+    items.par_chunks(run).for_each(|chunk| {
+        let mut col = vec![T::zero(); kd * tl];
+        for &(n, p0, p1) in chunk {
             let t = p1 - p0;
-            im2col(g, &x[n * g.cin * g.pin()..(n + 1) * g.cin * g.pin()], p0, p1, col);
+            im2col(g, &x[n * g.cin * g.pin()..(n + 1) * g.cin * g.pin()], p0, p1, &mut col);
             let yp = yp;
             // SAFETY: tile (n, p0..p1) owns columns p0..p1 of batch n in y, disjoint across tasks.
             unsafe {
@@ -304,8 +309,8 @@ pub fn conv3d_fwd_slice<T: Real>(g: &ConvGeom, x: &[T], w: &[T]) -> Vec<T> {
                     1,
                 );
             }
-        },
-    );
+        }
+    });
     y
 }
 
@@ -318,42 +323,41 @@ pub fn conv3d_vjp_input_slice<T: Real>(g: &ConvGeom, ybar: &[T], w: &[T]) -> Vec
     let tl = g.tile(std::mem::size_of::<T>());
     // Chunks of tiles: about 32 MiB of columns at once, fixed by the shapes.
     let per_chunk = ((32usize << 20) / (kd * tl * std::mem::size_of::<T>())).max(1);
+    let starts: Vec<usize> = (0..pout).step_by(tl).collect();
+    // One column buffer for a chunk of tiles, allocated once and reused (tile j of a chunk
+    // writes its kd×t block, row stride t, at offset j·kd·tl).
+    let mut buf = vec![T::zero(); per_chunk.min(starts.len()) * kd * tl];
     for n in 0..g.n {
-        let starts: Vec<usize> = (0..pout).step_by(tl).collect();
         for chunk in starts.chunks(per_chunk) {
-            let cols: Vec<(usize, usize, Vec<T>)> = chunk
-                .par_iter()
-                .map(|&p0| {
-                    let p1 = (p0 + tl).min(pout);
-                    let t = p1 - p0;
-                    let mut col = vec![T::zero(); kd * t];
-                    // SAFETY: col is kd×t, w is cout×kd read transposed, ybar block is cout×t.
-                    unsafe {
-                        mm(
-                            kd,
-                            t,
-                            g.cout,
-                            col.as_mut_ptr(),
-                            t,
-                            1,
-                            false,
-                            w.as_ptr(),
-                            1,
-                            kd,
-                            ybar[n * g.cout * pout + p0..].as_ptr(),
-                            pout,
-                            1,
-                        );
-                    }
-                    (p0, p1, col)
-                })
-                .collect();
+            buf.par_chunks_mut(kd * tl).zip(chunk.par_iter()).for_each(|(col, &p0)| {
+                let t = (p0 + tl).min(pout) - p0;
+                // SAFETY: col holds kd×t (row stride t), w is cout×kd read transposed, the ybar
+                // block is cout×t (row stride pout).
+                unsafe {
+                    mm(
+                        kd,
+                        t,
+                        g.cout,
+                        col.as_mut_ptr(),
+                        t,
+                        1,
+                        false,
+                        w.as_ptr(),
+                        1,
+                        kd,
+                        ybar[n * g.cout * pout + p0..].as_ptr(),
+                        pout,
+                        1,
+                    );
+                }
+            });
             xbar[n * g.cin * pin..(n + 1) * g.cin * pin]
                 .par_chunks_mut(pin)
                 .enumerate()
                 .for_each(|(c, xc)| {
-                    for (p0, p1, col) in &cols {
-                        col2im_channel(g, col, p1 - p0, *p0, *p1, c, xc);
+                    for (j, &p0) in chunk.iter().enumerate() {
+                        let p1 = (p0 + tl).min(pout);
+                        col2im_channel(g, &buf[j * kd * tl..(j + 1) * kd * tl], p1 - p0, p0, p1, c, xc);
                     }
                 });
         }

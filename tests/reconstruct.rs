@@ -206,6 +206,8 @@ fn print_rk(o: &Path) -> Vec<Vec<f64>> {
 
 /// The noise-free bar at the default size (embedded config: 64³ particles, 128³ mesh,
 /// 128 Mpc/h, 10 steps): r(k) ≥ 0.95 for k ≤ 0.5 h/Mpc and ≥ 0.8 at k = 1 h/Mpc.
+/// Measured 2026-11-22 (100 iterations): r = 0.98 at k = 0.15, 0.92 at 0.2, 0.73 at 0.3, 0.33 at
+/// 0.5 h/Mpc: not met (the optimiser has not converged; docs/reconstruction.md §A).
 #[test]
 #[ignore = "default size, minutes: cargo test --release --test reconstruct -- --ignored"]
 fn default_mock_noise_free_bar() {
@@ -231,11 +233,14 @@ fn default_mock_noise_free_bar() {
 
 /// The Wiener bar at the default size: with noise σ comparable to the field's rms at
 /// k ~ 0.3 h/Mpc, T(k) and r(k) follow sqrt(S/(S+N)) within 10 % on large scales (k ≤ 0.3).
+/// σ = 50 per 1 Mpc/h cell is P_N = σ² V_cell = 2500 (Mpc/h)³, about P(k = 0.3 h/Mpc) at a = 1.
+/// Measured 2026-11-22 (100 iterations): r/Wiener = 1.07, 1.08, 1.06, 1.00 at k = 0.06–0.2, then
+/// 0.78 and 0.70 at k = 0.25 and 0.3 h/Mpc: not met (the optimiser has not converged there).
 #[test]
 #[ignore = "default size, minutes: cargo test --release --test reconstruct -- --ignored"]
 fn default_mock_wiener_bar() {
     let dir = tmpdir("bar-wiener");
-    let sigma = std::env::var("RECON_SIGMA").unwrap_or_else(|_| "1.0".into());
+    let sigma = std::env::var("RECON_SIGMA").unwrap_or_else(|_| "50".into());
     let iters = std::env::var("RECON_ITERATIONS").unwrap_or_else(|_| "100".into());
     let out = bin()
         .args(["reconstruct", "--out"])

@@ -13,7 +13,8 @@
 //! Run (small preset, a few minutes on 2 cores):
 //!   `cargo run --release --example param_cnn -- [--out DIR] [--iters N] [--force]`
 //! `--full`: 60³ inputs with the Pan-2020 60³ preset (conv 32-64-64-128), more runs and
-//! iterations, for a fast machine (GPU: candle's `cuda` feature).
+//! iterations, for a fast machine. GPU: add `--features nn-cuda` (needs nvcc to build candle's
+//! kernels); the CNN then runs on GPU 0. Not yet run on a GPU.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
@@ -66,6 +67,13 @@ const FULL: Preset = Preset {
 };
 
 const RANGES: [(f64, f64); 2] = [(0.25, 0.40), (0.70, 0.90)];
+
+/// The network's device: the first CUDA GPU when built with `--features nn-cuda` and one is
+/// present, otherwise the CPU.
+fn device() -> &'static Device {
+    static DEV: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEV.get_or_init(|| Device::cuda_if_available(0).unwrap_or(Device::Cpu))
+}
 
 fn opt<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
     args.iter()
@@ -154,6 +162,7 @@ fn ridge(x: &[Vec<f64>], y: &[[f64; 2]], lambda: f64) -> Vec<[f64; 2]> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("device: {:?}", device());
     let args: Vec<String> = std::env::args().collect();
     let p = if args.iter().any(|a| a == "--full") { FULL } else { SMALL };
     let iters: usize = opt(&args, "--iters").unwrap_or(p.iters);
@@ -197,7 +206,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Tensor::from_vec(
             runs[i].0.iter().map(|&v| ((logd(v) - dmean) / dstd) as f32).collect::<Vec<f32>>(),
             (1, 1, m, m, m),
-            &Device::Cpu,
+            device(),
         )
     };
 
@@ -237,7 +246,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         input_side: m,
     };
     let vm = VarMap::new();
-    let net = Cnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+    let net = Cnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, device()))?;
     let mut adam = candle_nn::AdamW::new(
         vm.all_vars(),
         candle_nn::ParamsAdamW {
@@ -258,7 +267,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ys.push(z(thetas[i]).map(|v| v as f32).to_vec());
         }
         let x = Tensor::cat(&xs, 0)?;
-        let y = Tensor::from_vec(ys.concat(), (p.batch, 2), &Device::Cpu)?;
+        let y = Tensor::from_vec(ys.concat(), (p.batch, 2), device())?;
         // Cosine decay of the learning rate.
         adam.set_learning_rate(p.lr * 0.5 * (1.0 + (std::f64::consts::PI * it as f64 / iters as f64).cos()));
         let loss = (net.forward(&x)? - y)?.sqr()?.mean_all()?;

@@ -12,8 +12,10 @@
 //! Run (small preset, a few minutes on 2 cores):
 //!   `cargo run --release --example velocity_unet -- [--out DIR] [--iters N] [--force]`
 //! `--full` is a larger preset (128 Mpc/h, 64³, more boxes and iterations) meant for a fast
-//! machine; on a GPU build candle and pm-nn with candle's `cuda` feature (the convolutions then
-//! use pm-nn's candle-ops path).
+//! machine. GPU: `cargo run --release --features nn-cuda --example velocity_unet -- --full` (needs
+//! the CUDA toolkit with nvcc to build candle's kernels); the network then runs on GPU 0 (the
+//! convolutions take pm-nn's candle-ops path), the simulations stay on the CPU. Not yet run on a
+//! GPU.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
@@ -66,6 +68,13 @@ const FULL: Preset = Preset {
     batch: 4,
     lr: 1e-3,
 };
+
+/// The network's device: the first CUDA GPU when built with `--features nn-cuda` and one is
+/// present, otherwise the CPU.
+fn device() -> &'static Device {
+    static DEV: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEV.get_or_init(|| Device::cuda_if_available(0).unwrap_or(Device::Cpu))
+}
 
 fn opt<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
     args.iter()
@@ -190,7 +199,7 @@ fn simulate(p: &Preset, seed: u64, sp: &Spectral) -> Result<BoxData, Box<dyn std
 
 fn tensor(fields: &[&[f32]], m: usize) -> candle_core::Result<Tensor> {
     let data: Vec<f32> = fields.iter().flat_map(|f| f.iter().copied()).collect();
-    Tensor::from_vec(data, (1, fields.len(), m, m, m), &Device::Cpu)
+    Tensor::from_vec(data, (1, fields.len(), m, m, m), device())
 }
 
 /// Network input (δ, u_lin) and the residual target u_true − u_lin, 1×4×m³ and 1×3×m³.
@@ -242,6 +251,7 @@ impl Acc {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("device: {:?}", device());
     let args: Vec<String> = std::env::args().collect();
     let p = if args.iter().any(|a| a == "--full") { FULL } else { SMALL };
     let iters: usize = opt(&args, "--iters").unwrap_or(p.iters);
@@ -280,7 +290,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         crop: 0,
     };
     let vm = VarMap::new();
-    let net = UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu))?;
+    let net = UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, device()))?;
     let mut adam = candle_nn::AdamW::new(
         vm.all_vars(),
         candle_nn::ParamsAdamW {

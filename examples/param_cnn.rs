@@ -16,7 +16,7 @@
 //! iterations, for a fast machine. GPU: add `--features nn-cuda` (needs nvcc to build candle's
 //! kernels); the CNN then runs on GPU 0. Not yet run on a GPU.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 use cosmograd::core::config::Config;
 use cosmograd::core::sim::{Event, Simulation};
@@ -25,8 +25,10 @@ use cosmograd::nn::layers::{Activation, Norm};
 use cosmograd::nn::symmetry::pick;
 use plotters::prelude::*;
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Instant;
+
+mod common;
+use common::{device, opt, outputs};
 
 struct Preset {
     box_size: f64,
@@ -67,20 +69,6 @@ const FULL: Preset = Preset {
 };
 
 const RANGES: [(f64, f64); 2] = [(0.25, 0.40), (0.70, 0.90)];
-
-/// The network's device: the first CUDA GPU when built with `--features nn-cuda` and one is
-/// present, otherwise the CPU.
-fn device() -> &'static Device {
-    static DEV: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-    DEV.get_or_init(|| Device::cuda_if_available(0).unwrap_or(Device::Cpu))
-}
-
-fn opt<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().ok().unwrap_or_else(|| panic!("{name}: bad value")))
-}
 
 /// Deterministic uniform in [0, 1) from (seed, i) (splitmix64).
 fn unif(seed: u64, i: u64) -> f64 {
@@ -166,13 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let p = if args.iter().any(|a| a == "--full") { FULL } else { SMALL };
     let iters: usize = opt(&args, "--iters").unwrap_or(p.iters);
-    let out: PathBuf = opt(&args, "--out").unwrap_or_else(|| PathBuf::from("param_cnn_out"));
-    let force = args.iter().any(|a| a == "--force");
-    std::fs::create_dir_all(&out)?;
-    let (txt, png) = (out.join("param_cnn.txt"), out.join("param_cnn.png"));
-    if !force && (txt.exists() || png.exists()) {
-        return Err(format!("{} or {} exists; pass --force to overwrite", txt.display(), png.display()).into());
-    }
+    let (txt, png) = outputs(&args, "param_cnn")?;
     let m = p.n;
     let t0 = Instant::now();
     let nrun = p.train + p.test;

@@ -17,7 +17,7 @@
 //! convolutions take pm-nn's candle-ops path), the simulations stay on the CPU. Not yet run on a
 //! GPU.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::{Optimizer, VarBuilder, VarMap};
 use cosmograd::core::config::Config;
 use cosmograd::core::fft::Fft3;
@@ -31,8 +31,10 @@ use cosmograd::nn::symmetry::{pick, Symmetry};
 use cosmograd::nn::unet::{Bypass, UNet, UNetConfig};
 use plotters::prelude::*;
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Instant;
+
+mod common;
+use common::{device, opt, outputs};
 
 struct Preset {
     box_size: f64,
@@ -68,20 +70,6 @@ const FULL: Preset = Preset {
     batch: 4,
     lr: 1e-3,
 };
-
-/// The network's device: the first CUDA GPU when built with `--features nn-cuda` and one is
-/// present, otherwise the CPU.
-fn device() -> &'static Device {
-    static DEV: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-    DEV.get_or_init(|| Device::cuda_if_available(0).unwrap_or(Device::Cpu))
-}
-
-fn opt<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().ok().unwrap_or_else(|| panic!("{name}: bad value")))
-}
 
 /// One box: δ/D (m³), true and linear-theory normalised velocities (3 × m³), all f32.
 struct BoxData {
@@ -255,13 +243,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let p = if args.iter().any(|a| a == "--full") { FULL } else { SMALL };
     let iters: usize = opt(&args, "--iters").unwrap_or(p.iters);
-    let out: PathBuf = opt(&args, "--out").unwrap_or_else(|| PathBuf::from("velocity_unet_out"));
-    let force = args.iter().any(|a| a == "--force");
-    std::fs::create_dir_all(&out)?;
-    let (txt, png) = (out.join("velocity_unet.txt"), out.join("velocity_unet.png"));
-    if !force && (txt.exists() || png.exists()) {
-        return Err(format!("{} or {} exists; pass --force to overwrite", txt.display(), png.display()).into());
-    }
+    let (txt, png) = outputs(&args, "velocity_unet")?;
     let m = p.n;
     let sp = Spectral::new(m, p.box_size);
     let t0 = Instant::now();

@@ -2,17 +2,13 @@
 //! one line naming the problem).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cosmograd"))
-}
+mod common;
+use common::{assert_bad, bin, write_npy};
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cosmograd-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("cli", name)
 }
 
 /// A small, fast configuration (16³ particles, 32³ mesh, 4 steps).
@@ -27,42 +23,7 @@ snapshots = [0.5]
 "#;
 
 fn simulate(dir: &Path, cfg: Option<&str>, extra: &[&str]) -> Output {
-    let mut cmd = bin();
-    cmd.arg("simulate").arg("--quiet").arg("--out").arg(dir.join("out"));
-    if let Some(c) = cfg {
-        let p = dir.join("c.toml");
-        std::fs::write(&p, c).unwrap();
-        cmd.arg("--config").arg(p);
-    }
-    cmd.args(extra).output().unwrap()
-}
-
-/// Asserts a failed run: exit code 2 and a single stderr line containing every `needle`.
-#[track_caller]
-fn assert_bad(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "expected exit code 2, stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr {err:?} does not mention {n:?}");
-    }
-}
-
-fn write_npy(path: &Path, descr: &str, shape: &[usize], bytes: &[u8]) {
-    let shape_s = match shape.len() {
-        1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut data = b"\x93NUMPY\x01\x00".to_vec();
-    data.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    data.extend_from_slice(header.as_bytes());
-    data.extend_from_slice(bytes);
-    std::fs::write(path, data).unwrap();
+    common::run("simulate", dir, cfg, extra)
 }
 
 #[test]

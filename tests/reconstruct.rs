@@ -1,22 +1,20 @@
 //! `cosmograd reconstruct`: the mock end to end on a small box (outputs, monotone loss, recovery
 //! of the large scales), the observed-data mode, and bad input (exit code 2, one line).
 //!
-//! The bars at the default size (64³ particles, 128³ mesh, 10 steps) take minutes on 2 cores and
-//! are `#[ignore]`d; run them with
+//! The bars at the default size (64³ particles, 128³ mesh, 10 steps) are `#[ignore]`d: each takes
+//! about 4 minutes on 2 cores (too long for CI's budget), and neither bar is met yet (the optimiser
+//! has not converged in 100 iterations; figures in each test's doc comment and in
+//! docs/reconstruction.md). Run them with
 //! `cargo test --release --test reconstruct -- --ignored --nocapture`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cosmograd"))
-}
+mod common;
+use common::{assert_bad, bin};
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cosmograd-recon-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tmpdir("recon", name)
 }
 
 /// A small, fast configuration: 16³ particles, 32³ mesh, 64 Mpc/h, 4 steps.
@@ -30,30 +28,12 @@ steps = 4
 "#;
 
 fn reconstruct(dir: &Path, cfg: Option<&str>, extra: &[&str]) -> Output {
-    let mut cmd = bin();
-    cmd.arg("reconstruct").arg("--quiet").arg("--out").arg(dir.join("out"));
-    if let Some(c) = cfg {
-        let p = dir.join("c.toml");
-        std::fs::write(&p, c).unwrap();
-        cmd.arg("--config").arg(p);
-    }
-    cmd.args(extra).output().unwrap()
+    common::run("reconstruct", dir, cfg, extra)
 }
 
 #[track_caller]
 fn assert_ok(out: &Output) {
     assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Asserts a failed run: exit code 2 and a single stderr line containing every `needle`.
-#[track_caller]
-fn assert_bad(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "expected exit code 2, stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr {err:?} does not mention {n:?}");
-    }
 }
 
 /// Rows of a whitespace table, `#` comments skipped.
@@ -83,19 +63,8 @@ fn assert_monotone(rows: &[Vec<f64>]) {
 }
 
 fn write_npy_f64(path: &Path, shape: &[usize], data: &[f64]) {
-    let shape_s = format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "));
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape_s}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut b = b"\x93NUMPY\x01\x00".to_vec();
-    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    b.extend_from_slice(header.as_bytes());
-    for v in data {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(path, b).unwrap();
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    common::write_npy(path, "<f8", shape, &bytes);
 }
 
 /// The mock on a small box: every file is written, each stage's loss decreases monotonically,
@@ -209,7 +178,7 @@ fn print_rk(o: &Path) -> Vec<Vec<f64>> {
 /// Measured 2026-11-22 (100 iterations): r = 0.98 at k = 0.15, 0.92 at 0.2, 0.73 at 0.3, 0.33 at
 /// 0.5 h/Mpc: not met (the optimiser has not converged; docs/reconstruction.md §A).
 #[test]
-#[ignore = "default size, minutes: cargo test --release --test reconstruct -- --ignored"]
+#[ignore = "default size: ~4 min on 2 cores, and the issue-5 bar is not met yet (r(k) measured in the doc comment); run with cargo test --release --test reconstruct -- --ignored"]
 fn default_mock_noise_free_bar() {
     let dir = tmpdir("bar-noise-free");
     let iters = std::env::var("RECON_ITERATIONS").unwrap_or_else(|_| "100".into());
@@ -237,7 +206,7 @@ fn default_mock_noise_free_bar() {
 /// Measured 2026-11-22 (100 iterations): r/Wiener = 1.07, 1.08, 1.06, 1.00 at k = 0.06–0.2, then
 /// 0.78 and 0.70 at k = 0.25 and 0.3 h/Mpc: not met (the optimiser has not converged there).
 #[test]
-#[ignore = "default size, minutes: cargo test --release --test reconstruct -- --ignored"]
+#[ignore = "default size: ~4 min on 2 cores, and the issue-5 bar is not met yet (r(k) measured in the doc comment); run with cargo test --release --test reconstruct -- --ignored"]
 fn default_mock_wiener_bar() {
     let dir = tmpdir("bar-wiener");
     let sigma = std::env::var("RECON_SIGMA").unwrap_or_else(|_| "50".into());

@@ -328,13 +328,11 @@ impl Preconditioner {
     /// The linear-theory preconditioner of `posterior` at its current annealing scale, on
     /// `sim`'s white-noise lattice (eq. X4–X5).
     pub fn linear<T: Real>(sim: &Simulation<T>, posterior: &Posterior<T>) -> Self {
-        let c = sim.config();
-        let lattice = MeshGeom::new(c.box_.particles, c.box_.size);
-        let a = c.time.a_stop;
+        let a = sim.config().time.a_stop;
         let vcell = posterior.geom.cell().powi(3);
         let (rd, ra) = (posterior.data_smoothing, posterior.anneal);
         let noise = &posterior.noise;
-        Self::from_fn(&lattice, |k| {
+        Self::from_fn(sim.lattice(), |k| {
             if k == 0.0 {
                 return 1.0;
             }

@@ -1,0 +1,64 @@
+//! Helpers shared by the command-line integration tests (`cli.rs`, `reconstruct.rs`): the
+//! binary, scratch directories, one run of a subcommand, the bad-input assertion and a minimal
+//! `.npy` writer.
+
+#![allow(dead_code)] // each test crate uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `cosmograd` binary built for this test run.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cosmograd"))
+}
+
+/// A fresh, empty scratch directory `cosmograd-{suite}-{pid}-{name}` in the system temp dir.
+pub fn tmpdir(suite: &str, name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cosmograd-{suite}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `cosmograd <command> --quiet --out dir/out [--config dir/c.toml] extra…`, writing `cfg`
+/// (TOML) to `dir/c.toml` when given.
+pub fn run(command: &str, dir: &Path, cfg: Option<&str>, extra: &[&str]) -> Output {
+    let mut cmd = bin();
+    cmd.arg(command).arg("--quiet").arg("--out").arg(dir.join("out"));
+    if let Some(c) = cfg {
+        let p = dir.join("c.toml");
+        std::fs::write(&p, c).unwrap();
+        cmd.arg("--config").arg(p);
+    }
+    cmd.args(extra).output().unwrap()
+}
+
+/// Asserts a failed run: exit code 2 and a single stderr line containing every `needle`.
+#[track_caller]
+pub fn assert_bad(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "expected exit code 2, stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr {err:?} does not mention {n:?}");
+    }
+}
+
+/// Writes a version-1.0 `.npy` file with dtype `descr` (e.g. `"<f8"`), C order, and the raw
+/// little-endian `bytes`.
+pub fn write_npy(path: &Path, descr: &str, shape: &[usize], bytes: &[u8]) {
+    let shape_s = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut data = b"\x93NUMPY\x01\x00".to_vec();
+    data.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    data.extend_from_slice(header.as_bytes());
+    data.extend_from_slice(bytes);
+    std::fs::write(path, data).unwrap();
+}

@@ -112,10 +112,18 @@ struct ReconstructArgs {
     /// Total L-BFGS iterations over the annealing schedule.
     #[arg(long, value_name = "N", default_value_t = 100)]
     iterations: usize,
-    /// Optimise in linear-theory preconditioned variables w = M u (docs/reconstruction.md
-    /// eq. X5). Off by default: on the strongly non-linear default mock it diverges.
+    /// Optimise over the white noise itself instead of the linear-theory preconditioned
+    /// variables w = M u (docs/reconstruction.md eq. X5; the preconditioner is on by default).
     #[arg(long)]
-    precondition: bool,
+    no_precondition: bool,
+    /// Fit Ω_m and σ₈ jointly with the white noise (docs/reconstruction.md §J) and report the
+    /// estimates with their Laplace uncertainty in cosmology.txt.
+    #[arg(long)]
+    fit_cosmology: bool,
+    /// Starting point of --fit-cosmology: "OMEGA_M,SIGMA8". Default: the configuration's values
+    /// with --observed; in the mock, the truth offset by (+0.05, −0.05).
+    #[arg(long, value_name = "OMEGA_M,SIGMA8", requires = "fit_cosmology")]
+    fit_start: Option<String>,
     /// Output directory.
     #[arg(long, value_name = "DIR", default_value = "out-reconstruct")]
     out: PathBuf,
@@ -168,7 +176,9 @@ fn main() -> ExitCode {
             noise_power: a.noise_power,
             smoothing: a.smoothing,
             iterations: a.iterations,
-            precondition: a.precondition,
+            precondition: !a.no_precondition,
+            fit_cosmology: a.fit_cosmology,
+            fit_start: a.fit_start,
             out: a.out,
             force: a.force,
             quiet: a.quiet,

@@ -17,7 +17,14 @@
 //!   reconstruction;
 //! - mock only: `true_white_noise.npy`, `observed.npy`, `r_k.txt` (k, r(k) and T(k) between the
 //!   reconstructed and the true linear field, with the Wiener expectation from the S/N per mode)
-//!   and `r_k.png`.
+//!   and `r_k.png`;
+//! - with `--fit-cosmology`: `cosmology.txt` (start, estimate and Laplace σ of Ω_m and σ₈, their
+//!   correlation, and in the mock the truth and the pulls), and (Ω_m, σ₈) per row of `loss.txt`.
+//!
+//! The optimiser works in linear-theory preconditioned variables unless `--no-precondition`
+//! (docs/reconstruction.md eq. X5). `--fit-cosmology` first reconstructs a calibration mock at
+//! the starting cosmology (eq. J6), then fits the data with the cosmology free in an extra last
+//! stage (§J).
 
 use crate::output::{draw_png, magma, plain_label, DrawOutcome, FONT};
 use crate::simulate::{check_output_files, resolve_config, Input};
@@ -25,7 +32,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use plotters::backend::RGBPixel;
 use plotters::prelude::*;
 use pm_adjoint::optim::LbfgsOptions;
-use pm_adjoint::recon::{default_schedule, mock_observation, reconstruct, NoiseModel, Posterior, ReconProgress};
+use pm_adjoint::recon::{
+    calibrate_laplace_weights, default_schedule, mock_observation, reconstruct, NoiseModel, Posterior, ReconProgress, Stage,
+};
 use pm_core::config::{Config, Precision};
 use pm_core::fft::Fft3;
 use pm_core::io::{read_npy, read_white_noise, shape_string, write_npy_f32, write_npy_real};
@@ -56,9 +65,14 @@ pub struct Options {
     pub smoothing: f64,
     /// Total L-BFGS iterations over the annealing schedule.
     pub iterations: usize,
-    /// Optimise in the linear-theory preconditioned variables (`Posterior::set_preconditioning`;
-    /// off by default, docs/reconstruction.md eq. X5).
+    /// Optimise in the linear-theory preconditioned variables (`Posterior::set_preconditioning`,
+    /// docs/reconstruction.md eq. X5; the CLI's default, `--no-precondition` turns it off).
     pub precondition: bool,
+    /// Fit (Ω_m, σ₈) jointly with the white noise and write `cosmology.txt`.
+    pub fit_cosmology: bool,
+    /// Starting point of the fit, "OMEGA_M,SIGMA8" (default: the configuration's values; in the
+    /// mock, the truth offset by [`MOCK_FIT_OFFSET`]).
+    pub fit_start: Option<String>,
     /// Output directory.
     pub out: PathBuf,
     /// Overwrite a different earlier run's outputs.
@@ -77,6 +91,45 @@ pub const RECON_FILES: [&str; 7] = [
     "loss.png",
     "slices.png",
 ];
+/// The additional file of `--fit-cosmology`: the estimates and their Laplace uncertainty.
+pub const FIT_FILE: &str = "cosmology.txt";
+/// Offset (ΔΩ_m, Δσ₈) of the default starting point of `--fit-cosmology` from the truth in
+/// the mock, so that the fit has to move to recover it.
+pub const MOCK_FIT_OFFSET: [f64; 2] = [0.05, -0.05];
+
+/// Seed offset (xor with `run.seed`) of the calibration mock of `--fit-cosmology`.
+pub const CALIBRATION_SEED: u64 = 0x63616c6962; // "calib"
+
+/// `config` with (Ω_m, σ₈) = `theta`, validated.
+fn config_with_cosmology(config: &Config, theta: [f64; 2]) -> Result<Config> {
+    let mut c = config.clone();
+    c.cosmology.omega_m = theta[0];
+    c.cosmology.sigma8 = Some(theta[1]);
+    c.validate()?;
+    c.cosmology.cosmology().validate()?;
+    Ok(c)
+}
+
+/// Parses `--fit-start` "OMEGA_M,SIGMA8" (0 < Ω_m < 1, σ₈ > 0, finite).
+fn parse_fit_start(text: &str) -> Result<[f64; 2]> {
+    let bad = || {
+        Error::invalid(
+            "--fit-start",
+            text,
+            "two numbers OMEGA_M,SIGMA8 with 0 < Ω_m < 1 and σ₈ > 0, e.g. 0.3,0.8",
+        )
+    };
+    let v: Vec<f64> = text
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| bad())?;
+    match v[..] {
+        [om, s8] if om.is_finite() && s8.is_finite() && om > 0.0 && om < 1.0 && s8 > 0.0 => Ok([om, s8]),
+        _ => Err(bad()),
+    }
+}
+
 /// The additional files of the mock mode.
 pub const MOCK_FILES: [&str; 4] = ["true_white_noise.npy", "observed.npy", "r_k.txt", "r_k.png"];
 
@@ -166,6 +219,27 @@ pub fn run(opts: &Options) -> Result<()> {
             "a Gaussian smoothing scale ≥ 0 in Mpc/h",
         ));
     }
+    let fit_start = match (&opts.fit_start, opts.fit_cosmology) {
+        (Some(t), true) => Some(parse_fit_start(t)?),
+        (Some(t), false) => return Err(Error::invalid("--fit-start", t, "given together with --fit-cosmology")),
+        (None, _) => None,
+    };
+    if opts.fit_cosmology && config.cosmology.sigma8.is_none() {
+        return Err(Error::invalid(
+            "cosmology.sigma8",
+            "unset (normalised by a_s)",
+            "a σ₈ normalisation in the configuration for --fit-cosmology",
+        ));
+    }
+    if let Some(t) = fit_start {
+        config_with_cosmology(&config, t).map_err(|e| {
+            Error::invalid(
+                "--fit-start",
+                format!("{},{}", t[0], t[1]),
+                format!("a cosmology the simulation accepts ({e})"),
+            )
+        })?;
+    }
     let m = config.box_.mesh;
     // Read and check the observation before anything is written.
     let observed = match &opts.observed {
@@ -173,17 +247,22 @@ pub fn run(opts: &Options) -> Result<()> {
         None => None,
     };
     let resolved = format!(
-        "{}\n# cosmograd reconstruct: observed = {}, noise = {:?}, smoothing = {} Mpc/h, iterations = {}, preconditioned = {}\n",
+        "{}\n# cosmograd reconstruct: observed = {}, noise = {:?}, smoothing = {} Mpc/h, iterations = {}, preconditioned = {}, fit cosmology = {}{}\n",
         config.to_toml_string(),
         opts.observed.as_ref().map_or("mock".to_string(), |p| p.display().to_string()),
         noise,
         opts.smoothing,
         opts.iterations,
-        opts.precondition
+        opts.precondition,
+        opts.fit_cosmology,
+        fit_start.map_or(String::new(), |t| format!(" from {},{}", t[0], t[1]))
     );
     let mut files: Vec<&str> = RECON_FILES.to_vec();
     if observed.is_none() {
         files.extend(MOCK_FILES);
+    }
+    if opts.fit_cosmology {
+        files.push(FIT_FILE);
     }
     check_output_files(&opts.out, &files, &resolved, opts.force)?;
     let threads = config.run.threads;
@@ -192,8 +271,8 @@ pub fn run(opts: &Options) -> Result<()> {
         .build()
         .map_err(|e| Error::invalid("run.threads", threads, format!("a thread count the system can start ({e})")))?;
     pool.install(|| match config.run.precision {
-        Precision::F32 => run_typed::<f32>(&config, &resolved, opts, noise, observed),
-        Precision::F64 => run_typed::<f64>(&config, &resolved, opts, noise, observed),
+        Precision::F32 => run_typed::<f32>(&config, &resolved, opts, noise, observed, fit_start),
+        Precision::F64 => run_typed::<f64>(&config, &resolved, opts, noise, observed, fit_start),
     })
 }
 
@@ -227,9 +306,17 @@ struct LossRow {
     loss: f64,
     chi2_half: f64,
     prior: f64,
+    theta: Option<[f64; 2]>,
 }
 
-fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options, noise: NoiseModel, observed: Option<Vec<f64>>) -> Result<()> {
+fn run_typed<T: Real>(
+    config: &Config,
+    resolved: &str,
+    opts: &Options,
+    noise: NoiseModel,
+    observed: Option<Vec<f64>>,
+    fit_start: Option<[f64; 2]>,
+) -> Result<()> {
     let mut sim = Simulation::<T>::new(config)?;
     let (n, m, l) = (config.box_.particles, config.box_.mesh, config.box_.size);
     let mock = observed.is_none();
@@ -250,22 +337,65 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options, noise: No
     let t_forward = t0.elapsed().as_secs_f64();
     let mut post = Posterior::new(&sim, &obs, noise.clone(), opts.smoothing)?;
     post.set_preconditioning(opts.precondition);
+    let theta_config = [config.cosmology.omega_m, config.cosmology.sigma8.unwrap_or(f64::NAN)];
+    // The true linear power (mock), before a cosmology fit moves the simulation to its estimate.
+    let lin_truth = sim.linear_power().clone();
     let schedule = default_schedule(opts.iterations, config.box_.particle_spacing());
-    let total: usize = schedule.iter().map(|s| s.iterations).sum();
+    let lbfgs_opts = LbfgsOptions::default();
+    let fit = opts.fit_cosmology.then(|| {
+        fit_start.unwrap_or(if mock {
+            [theta_config[0] + MOCK_FIT_OFFSET[0], theta_config[1] + MOCK_FIT_OFFSET[1]]
+        } else {
+            theta_config
+        })
+    });
+    // With --fit-cosmology: the calibration reconstruction (same schedule, at the start) and
+    // one more stage at R = 0 in which the cosmology is free (docs/reconstruction.md §J).
+    let calibration_iterations = if fit.is_some() { opts.iterations } else { 0 };
+    let data_schedule = {
+        let mut s = schedule.clone();
+        if fit.is_some() {
+            s.push(Stage {
+                smoothing: 0.0,
+                iterations: (opts.iterations / 2).max(1),
+            });
+        }
+        s
+    };
+    let total: usize = calibration_iterations + data_schedule.iter().map(|s| s.iterations).sum::<usize>();
     let bar = if opts.quiet {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(total as u64)
     };
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} it {pos}/{len} {msg}").expect("valid template"));
-    let mut rows: Vec<LossRow> = Vec::new();
     let mut done = 0usize;
+    if let Some(start) = fit {
+        let mut sim_start = Simulation::<T>::new(&config_with_cosmology(config, start)?)?;
+        let weights = calibrate_laplace_weights(
+            &mut sim_start,
+            &post,
+            &schedule,
+            &lbfgs_opts,
+            config.run.seed ^ CALIBRATION_SEED,
+            |p| {
+                if p.iteration > 0 {
+                    done += 1;
+                    bar.set_position(done as u64);
+                }
+                bar.set_message(format!("calibration mock: R = {:.2} Mpc/h, loss {:.6e}", p.smoothing, p.loss));
+            },
+        )?;
+        post.set_laplace_weights(Some(weights))?;
+    }
+    post.set_fit_cosmology(fit);
+    let mut rows: Vec<LossRow> = Vec::new();
     let r = reconstruct(
         &mut sim,
         &mut post,
         &vec![T::zero(); n * n * n],
-        &schedule,
-        &LbfgsOptions::default(),
+        &data_schedule,
+        &lbfgs_opts,
         |p: &ReconProgress| {
             rows.push(LossRow {
                 stage: p.stage,
@@ -274,13 +404,15 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options, noise: No
                 loss: p.loss,
                 chi2_half: p.chi2_half,
                 prior: p.prior,
+                theta: p.theta,
             });
             if p.iteration > 0 {
                 done += 1;
                 bar.set_position(done as u64);
             }
+            let th = p.theta.map_or(String::new(), |t| format!(", Ω_m {:.4}, σ₈ {:.4}", t[0], t[1]));
             bar.set_message(format!(
-                "R = {:.2} Mpc/h, loss {:.6e}, chi2/2 {:.4e}",
+                "R = {:.2} Mpc/h, loss {:.6e}, chi2/2 {:.4e}{th}",
                 p.smoothing, p.loss, p.chi2_half
             ));
         },
@@ -303,22 +435,61 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options, noise: No
     sim.run(&mut state, |_| Ok(()))?;
     let final_rec = post.smooth(&sim.density(&state));
     write_npy_f32(&out.join("final_density.npy"), &[m, m, m], &to_f32(&final_rec))?;
-    let mut text = String::from("# cosmograd reconstruct: per L-BFGS iteration (0 = the stage's starting point)\n# stage smoothing_R[Mpc/h] iteration neg_log_posterior_at_R chi2_half_at_R0 prior_half_w2\n");
+    let mut text = String::from("# cosmograd reconstruct: per L-BFGS iteration (0 = the stage's starting point)\n# stage smoothing_R[Mpc/h] iteration neg_log_posterior_at_R chi2_half_at_R0 prior_half_w2");
+    text.push_str(if opts.fit_cosmology {
+        " omega_m sigma8 (the loss includes the Laplace term, docs/reconstruction.md eq. J1)\n"
+    } else {
+        "\n"
+    });
     for row in &rows {
         text.push_str(&format!(
-            "{} {:.4} {} {:.10e} {:.10e} {:.10e}\n",
+            "{} {:.4} {} {:.10e} {:.10e} {:.10e}",
             row.stage, row.smoothing, row.iteration, row.loss, row.chi2_half, row.prior
         ));
+        text.push_str(&row.theta.map_or("\n".to_string(), |t| format!(" {:.8} {:.8}\n", t[0], t[1])));
     }
     write_text(&out.join("loss.txt"), &text)?;
     plot_loss(&out.join("loss.png"), &rows)?;
+    let mut fit_summary = String::new();
+    if let Some(fit) = &r.cosmology {
+        let sig = fit.sigma();
+        let rho = fit.covariance[0][1] / (sig[0] * sig[1]);
+        let mut t = String::from("# cosmograd reconstruct --fit-cosmology: joint maximum of the posterior of (w, Ω_m, σ₈) with the\n# linear-theory Laplace term; sigma from the inverse Fisher matrix at the estimate (docs/reconstruction.md §J)\n");
+        t.push_str(if mock {
+            "# parameter start estimate sigma truth pull=(estimate-truth)/sigma\n"
+        } else {
+            "# parameter start estimate sigma\n"
+        });
+        for (i, name) in ["omega_m", "sigma8"].iter().enumerate() {
+            t.push_str(&format!("{name} {:.6} {:.6} {:.6}", fit.start[i], fit.theta[i], sig[i]));
+            let line = if mock {
+                let pull = (fit.theta[i] - theta_config[i]) / sig[i];
+                fit_summary.push_str(&format!(
+                    "  {name} = {:.4} ± {:.4} (truth {:.4}, pull {pull:+.2}; start {:.4})\n",
+                    fit.theta[i], sig[i], theta_config[i], fit.start[i]
+                ));
+                format!(" {:.6} {pull:.4}\n", theta_config[i])
+            } else {
+                fit_summary.push_str(&format!(
+                    "  {name} = {:.4} ± {:.4} (start {:.4})\n",
+                    fit.theta[i], sig[i], fit.start[i]
+                ));
+                "\n".to_string()
+            };
+            t.push_str(&line);
+        }
+        t.push_str(&format!("# correlation coefficient of (omega_m, sigma8): {rho:.4}\n"));
+        fit_summary.push_str(&format!("  correlation(Ω_m, σ₈) = {rho:.3} (cosmology.txt)\n"));
+        write_text(&out.join(FIT_FILE), &t)?;
+    }
 
     let mut summary = String::new();
     let (lin_top, fin_top, top_label) = match (&w_true, &signal) {
         (Some(wt), Some(sig)) => {
             write_npy_real(&out.join("true_white_noise.npy"), &[n, n, n], wt)?;
             write_npy_f32(&out.join("observed.npy"), &[m, m, m], &to_f32(&obs))?;
-            let lin_true = linear_field(&mut wt.clone(), &lattice, &fft_n, &p_lin);
+            let p_truth = |k: f64| lin_truth.p(k);
+            let lin_true = linear_field(&mut wt.clone(), &lattice, &fft_n, &p_truth);
             let cs = cross_spectrum(&lin_rec, &lin_true, &lattice, &fft_n, Deconvolve::None);
             // Wiener expectation per bin on the data mesh: sqrt(S/(S+N)), S the power of S δ_true,
             // N = σ²(k) V_cell the noise power.
@@ -387,7 +558,12 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options, noise: No
             "  final -ln posterior {:.6e} (chi2/2 {:.6e}, |w|²/2 {:.6e})\n{summary}",
             last.loss, last.chi2_half, last.prior
         );
-        println!("  wrote {} files to {}", files_written(mock), out.display());
+        print!("{fit_summary}");
+        println!(
+            "  wrote {} files to {}",
+            files_written(mock) + usize::from(opts.fit_cosmology),
+            out.display()
+        );
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ use plotters::backend::RGBPixel;
 use plotters::prelude::*;
 use pm_adjoint::optim::LbfgsOptions;
 use pm_adjoint::recon::{
-    calibrate_laplace_weights, default_schedule, mock_observation, reconstruct, NoiseModel, Posterior, ReconProgress, Stage,
+    calibrate_laplace_weights, config_at, default_schedule, mock_observation, reconstruct, NoiseModel, Posterior, ReconProgress, Stage,
 };
 use pm_core::config::{Config, Precision};
 use pm_core::fft::Fft3;
@@ -99,16 +99,6 @@ pub const MOCK_FIT_OFFSET: [f64; 2] = [0.05, -0.05];
 
 /// Seed offset (xor with `run.seed`) of the calibration mock of `--fit-cosmology`.
 pub const CALIBRATION_SEED: u64 = 0x63616c6962; // "calib"
-
-/// `config` with (Ω_m, σ₈) = `theta`, validated.
-fn config_with_cosmology(config: &Config, theta: [f64; 2]) -> Result<Config> {
-    let mut c = config.clone();
-    c.cosmology.omega_m = theta[0];
-    c.cosmology.sigma8 = Some(theta[1]);
-    c.validate()?;
-    c.cosmology.cosmology().validate()?;
-    Ok(c)
-}
 
 /// Parses `--fit-start` "OMEGA_M,SIGMA8" (0 < Ω_m < 1, σ₈ > 0, finite).
 fn parse_fit_start(text: &str) -> Result<[f64; 2]> {
@@ -232,7 +222,7 @@ pub fn run(opts: &Options) -> Result<()> {
         ));
     }
     if let Some(t) = fit_start {
-        config_with_cosmology(&config, t).map_err(|e| {
+        config_at(&config, t).map_err(|e| {
             Error::invalid(
                 "--fit-start",
                 format!("{},{}", t[0], t[1]),
@@ -371,7 +361,7 @@ fn run_typed<T: Real>(
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} it {pos}/{len} {msg}").expect("valid template"));
     let mut done = 0usize;
     if let Some(start) = fit {
-        let mut sim_start = Simulation::<T>::new(&config_with_cosmology(config, start)?)?;
+        let mut sim_start = Simulation::<T>::new(&config_at(config, start)?)?;
         let weights = calibrate_laplace_weights(
             &mut sim_start,
             &post,
@@ -553,6 +543,8 @@ fn run_typed<T: Real>(
             r.seconds / evals as f64,
             t_forward
         );
+        let stops: Vec<String> = r.stages.iter().map(|s| format!("{:?}", s.stop)).collect();
+        println!("  stages ended by: {}", stops.join(", "));
         let last = rows.last().expect("at least one row");
         print!(
             "  final -ln posterior {:.6e} (chi2/2 {:.6e}, |w|²/2 {:.6e})\n{summary}",

@@ -703,8 +703,11 @@ fn lattice_power<T: Real>(sim: &Simulation<T>) -> Vec<f64> {
         .collect()
 }
 
-/// The configuration of `base` at θ = (Ω_m, σ₈).
-fn config_at(base: &Config, theta: [f64; 2]) -> Result<Config> {
+/// The configuration `base` with (Ω_m, σ₈) = `theta` (σ₈ normalisation), validated.
+///
+/// # Errors
+/// Parameters the configuration or the cosmology refuses (e.g. Ω_m ≤ Ω_b, σ₈ ≤ 0).
+pub fn config_at(base: &Config, theta: [f64; 2]) -> Result<Config> {
     let mut c = base.clone();
     c.cosmology.omega_m = theta[0];
     c.cosmology.sigma8 = Some(theta[1]);

@@ -56,12 +56,7 @@ impl PowerFit {
     /// # Errors
     /// Parameters the cosmology refuses (e.g. Ω_m ≤ Ω_b, σ₈ ≤ 0).
     pub fn config_at(&self, theta: [f64; 2]) -> Result<Config> {
-        let mut c = self.config.clone();
-        c.cosmology.omega_m = theta[0];
-        c.cosmology.sigma8 = Some(theta[1]);
-        c.validate()?;
-        c.cosmology.cosmology().validate()?;
-        Ok(c)
+        crate::recon::config_at(&self.config, theta)
     }
 
     /// −ln L at θ = (Ω_m, σ₈) and its gradient (∂/∂Ω_m at fixed Ω_k, ∂/∂σ₈) by the adjoint.

@@ -32,6 +32,7 @@ use pm_core::float::{Real, C};
 use pm_core::loss::DensityLoss;
 use pm_core::mesh::MeshGeom;
 use pm_core::noise::gaussian;
+use pm_core::power::cic_window;
 use pm_core::sim::Simulation;
 use pm_core::tangent::Param;
 use rayon::prelude::*;
@@ -305,8 +306,8 @@ impl<T: Real> Posterior<T> {
 
     /// The linear-theory Laplace term of the joint posterior of (w, Ω_m, σ₈) at the cosmology of
     /// `sim` and annealing scale `anneal` (docs/reconstruction.md eqs. J1–J3): its value
-    /// ½ Σ_k ln(1 + h(k)) over the n³ modes k ≠ 0 of the white-noise lattice (h of eq. X4 with
-    /// W_R), its gradient with respect to (Ω_m, σ₈), and the Fisher matrix
+    /// ½ Σ_k ln(1 + h(k)) over the n³ modes k ≠ 0 of the white-noise lattice (h of eq. J1: X4 with
+    /// W_R and the mesh's CIC window), its gradient with respect to (Ω_m, σ₈), and the Fisher matrix
     /// F_ij = ½ Σ_k [h/(1+h)]² ∂_i ln h ∂_j ln h of (Ω_m, σ₈) (Ω_m at fixed Ω_k).
     ///
     /// # Errors
@@ -335,18 +336,9 @@ impl<T: Real> Posterior<T> {
         }
         // Per mode: the CIC window of the mesh on the model density, W(k) = Π_d sinc²(π ν_d/m).
         let (n, m, nc) = (lat.m, self.geom.m, lat.mc());
-        let sinc2 = |nu: f64| {
-            let x = std::f64::consts::PI * nu / m as f64;
-            if x == 0.0 {
-                1.0
-            } else {
-                (x.sin() / x).powi(2)
-            }
-        };
         let h_mode = |i: usize| -> f64 {
             let (ix, iy, iz) = (i / (n * nc), (i / nc) % n, i % nc);
-            let freq = |q: usize| if q <= n / 2 { q as f64 } else { q as f64 - n as f64 };
-            let w = sinc2(freq(ix)) * sinc2(freq(iy)) * sinc2(iz as f64);
+            let w = cic_window(lat.freq[ix] as f64, m) * cic_window(lat.freq[iy] as f64, m) * cic_window(iz as f64, m);
             h_bin[lat.nu2(ix, iy, iz)] * w * w
         };
         let mut out = LaplaceTerm {
@@ -492,8 +484,8 @@ impl<T: Real> Posterior<T> {
 /// eq. X5).
 ///
 /// [`Preconditioner::linear`] takes `m(k) = (1 + h(k))^{-1/2}`, with h(k) the linear-theory
-/// curvature of ½χ² per unit-variance white-noise mode, the signal-to-noise ratio
-/// `h(k) = P_L(k, a_stop) S²(k) W_R²(k) / (σ²(k) V_cell)` (eq. X4): in u the Hessian of
+/// curvature of ½χ² per unit-variance white-noise mode of the exact posterior, the
+/// signal-to-noise ratio `h(k) = P_L(k, a_stop) S²(k) / (σ²(k) V_cell)` (eq. X4): in u the Hessian of
 /// −ln p is close to the identity on the scales where the forward map is close to linear.
 pub struct Preconditioner {
     fft: Fft3<f64>,

@@ -65,8 +65,9 @@ pub struct CrossSpectrum {
     pub r: Vec<f64>,
 }
 
-/// CIC window of full-axis frequency ν on an m-cell axis: sinc²(πν/m).
-fn cic_window(nu: f64, m: usize) -> f64 {
+/// CIC window of full-axis frequency ν on an m-cell axis: sinc²(πν/m) (dimensionless; the
+/// window of a mode is the product over its three axes).
+pub fn cic_window(nu: f64, m: usize) -> f64 {
     let x = std::f64::consts::PI * nu / m as f64;
     if x == 0.0 {
         1.0

@@ -2,6 +2,7 @@
 //! `cosmograd reconstruct --help` list the options.
 
 use clap::{Parser, Subcommand};
+use pm_adjoint::recon::Preconditioning;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -109,12 +110,20 @@ struct ReconstructArgs {
     /// Gaussian smoothing scale of the data model, Mpc/h (0: the CIC density as is).
     #[arg(long, value_name = "R", default_value_t = 0.0, allow_negative_numbers = true)]
     smoothing: f64,
-    /// Total L-BFGS iterations over the annealing schedule.
+    /// Total L-BFGS iterations over the default annealing schedule (docs/reconstruction.md §A).
     #[arg(long, value_name = "N", default_value_t = 100)]
     iterations: usize,
-    /// Optimise over the white noise itself instead of the linear-theory preconditioned
-    /// variables w = M u (docs/reconstruction.md eq. X5; the preconditioner is on by default).
-    #[arg(long)]
+    /// An explicit annealing schedule instead of the default: comma-separated stages R:N, N
+    /// L-BFGS iterations at residual smoothing R (Mpc/h; 0: the exact posterior), in order.
+    #[arg(long, value_name = "R:N,...", conflicts_with = "iterations", allow_hyphen_values = true)]
+    schedule: Option<String>,
+    /// The preconditioner w = M u of the optimisation (docs/reconstruction.md §X): measured
+    /// (the Gauss–Newton curvature per shell at the start of each stage, eq. X6; one extra
+    /// adjoint run per stage) or linear (the linear-theory signal-to-noise, eq. X5).
+    #[arg(long, value_name = "KIND", value_enum, default_value_t = PreconditionerArg::Measured)]
+    preconditioner: PreconditionerArg,
+    /// Optimise over the white noise itself, with no preconditioner.
+    #[arg(long, conflicts_with = "preconditioner")]
     no_precondition: bool,
     /// Fit Ω_m and σ₈ jointly with the white noise (docs/reconstruction.md §J) and report the
     /// estimates with their Laplace uncertainty in cosmology.txt.
@@ -133,6 +142,15 @@ struct ReconstructArgs {
     /// No progress bar or summary.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// `--preconditioner` of `cosmograd reconstruct`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum PreconditionerArg {
+    /// The Gauss–Newton curvature measured at the start of each stage (eq. X6).
+    Measured,
+    /// Linear-theory signal-to-noise per mode (eq. X5).
+    Linear,
 }
 
 /// Options of `cosmograd simulate`.
@@ -176,7 +194,12 @@ fn main() -> ExitCode {
             noise_power: a.noise_power,
             smoothing: a.smoothing,
             iterations: a.iterations,
-            precondition: !a.no_precondition,
+            schedule: a.schedule,
+            precondition: match (a.no_precondition, a.preconditioner) {
+                (true, _) => Preconditioning::Off,
+                (false, PreconditionerArg::Measured) => Preconditioning::Measured,
+                (false, PreconditionerArg::Linear) => Preconditioning::Linear,
+            },
             fit_cosmology: a.fit_cosmology,
             fit_start: a.fit_start,
             out: a.out,

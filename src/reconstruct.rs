@@ -21,8 +21,9 @@
 //! - with `--fit-cosmology`: `cosmology.txt` (start, estimate and Laplace σ of Ω_m and σ₈, their
 //!   correlation, and in the mock the truth and the pulls), and (Ω_m, σ₈) per row of `loss.txt`.
 //!
-//! The optimiser works in linear-theory preconditioned variables unless `--no-precondition`
-//! (docs/reconstruction.md eq. X5). `--fit-cosmology` first reconstructs a calibration mock at
+//! The optimiser works in preconditioned variables, by default with the Gauss–Newton curvature
+//! measured at the start of each stage (`--preconditioner`, docs/reconstruction.md eqs. X5–X6;
+//! `--no-precondition` for none). `--fit-cosmology` first reconstructs a calibration mock at
 //! the starting cosmology (eq. J6), then fits the data with the cosmology free in an extra last
 //! stage (§J).
 
@@ -33,7 +34,8 @@ use plotters::backend::RGBPixel;
 use plotters::prelude::*;
 use pm_adjoint::optim::LbfgsOptions;
 use pm_adjoint::recon::{
-    calibrate_laplace_weights, config_at, default_schedule, mock_observation, reconstruct, NoiseModel, Posterior, ReconProgress, Stage,
+    calibrate_laplace_weights, config_at, default_schedule, mock_observation, reconstruct, NoiseModel, Posterior, Preconditioning,
+    ReconProgress, Stage,
 };
 use pm_core::config::{Config, Precision};
 use pm_core::fft::Fft3;
@@ -63,11 +65,14 @@ pub struct Options {
     pub noise_power: Option<PathBuf>,
     /// Gaussian smoothing scale R_d of the data model, Mpc/h (0: none).
     pub smoothing: f64,
-    /// Total L-BFGS iterations over the annealing schedule.
+    /// Total L-BFGS iterations over the default annealing schedule.
     pub iterations: usize,
-    /// Optimise in the linear-theory preconditioned variables (`Posterior::set_preconditioning`,
-    /// docs/reconstruction.md eq. X5; the CLI's default, `--no-precondition` turns it off).
-    pub precondition: bool,
+    /// An explicit annealing schedule "R:N,R:N,…" (R in Mpc/h, N iterations), replacing the
+    /// default one built from `iterations`.
+    pub schedule: Option<String>,
+    /// The preconditioning of the white noise (`Posterior::set_preconditioning`,
+    /// docs/reconstruction.md eqs. X5–X6; the CLI's default is `Measured`).
+    pub precondition: Preconditioning,
     /// Fit (Ω_m, σ₈) jointly with the white noise and write `cosmology.txt`.
     pub fit_cosmology: bool,
     /// Starting point of the fit, "OMEGA_M,SIGMA8" (default: the configuration's values; in the
@@ -118,6 +123,30 @@ fn parse_fit_start(text: &str) -> Result<[f64; 2]> {
         [om, s8] if om.is_finite() && s8.is_finite() && om > 0.0 && om < 1.0 && s8 > 0.0 => Ok([om, s8]),
         _ => Err(bad()),
     }
+}
+
+/// Parses `--schedule` "R:N,R:N,…": stages of N ≥ 1 L-BFGS iterations at the residual
+/// smoothing scale R ≥ 0 (Mpc/h), in the order given.
+fn parse_schedule(text: &str) -> Result<Vec<Stage>> {
+    let bad = || {
+        Error::invalid(
+            "--schedule",
+            text,
+            "comma-separated stages R:N (smoothing R ≥ 0 in Mpc/h, N ≥ 1 iterations), e.g. 8:20,4:20,2:20,1:20,0:120",
+        )
+    };
+    text.split(',')
+        .map(|stage| {
+            let (r, it) = stage.split_once(':').ok_or_else(bad)?;
+            let smoothing: f64 = r.trim().parse().map_err(|_| bad())?;
+            let iterations: usize = it.trim().parse().map_err(|_| bad())?;
+            if smoothing.is_finite() && smoothing >= 0.0 && iterations >= 1 {
+                Ok(Stage { smoothing, iterations })
+            } else {
+                Err(bad())
+            }
+        })
+        .collect()
 }
 
 /// The additional files of the mock mode.
@@ -202,6 +231,10 @@ pub fn run(opts: &Options) -> Result<()> {
     if opts.iterations == 0 {
         return Err(Error::invalid("--iterations", 0, "at least 1 L-BFGS iteration"));
     }
+    let schedule = match &opts.schedule {
+        Some(t) => parse_schedule(t)?,
+        None => default_schedule(opts.iterations, config.box_.particle_spacing()),
+    };
     if !(opts.smoothing.is_finite() && opts.smoothing >= 0.0) {
         return Err(Error::invalid(
             "--smoothing",
@@ -237,12 +270,12 @@ pub fn run(opts: &Options) -> Result<()> {
         None => None,
     };
     let resolved = format!(
-        "{}\n# cosmograd reconstruct: observed = {}, noise = {:?}, smoothing = {} Mpc/h, iterations = {}, preconditioned = {}, fit cosmology = {}{}\n",
+        "{}\n# cosmograd reconstruct: observed = {}, noise = {:?}, smoothing = {} Mpc/h, schedule (R [Mpc/h]:iterations) = {}, preconditioning = {:?}, fit cosmology = {}{}\n",
         config.to_toml_string(),
         opts.observed.as_ref().map_or("mock".to_string(), |p| p.display().to_string()),
         noise,
         opts.smoothing,
-        opts.iterations,
+        schedule.iter().map(|s| format!("{}:{}", s.smoothing, s.iterations)).collect::<Vec<_>>().join(","),
         opts.precondition,
         opts.fit_cosmology,
         fit_start.map_or(String::new(), |t| format!(" from {},{}", t[0], t[1]))
@@ -261,8 +294,8 @@ pub fn run(opts: &Options) -> Result<()> {
         .build()
         .map_err(|e| Error::invalid("run.threads", threads, format!("a thread count the system can start ({e})")))?;
     pool.install(|| match config.run.precision {
-        Precision::F32 => run_typed::<f32>(&config, &resolved, opts, noise, observed, fit_start),
-        Precision::F64 => run_typed::<f64>(&config, &resolved, opts, noise, observed, fit_start),
+        Precision::F32 => run_typed::<f32>(&config, &resolved, opts, &schedule, noise, observed, fit_start),
+        Precision::F64 => run_typed::<f64>(&config, &resolved, opts, &schedule, noise, observed, fit_start),
     })
 }
 
@@ -303,6 +336,7 @@ fn run_typed<T: Real>(
     config: &Config,
     resolved: &str,
     opts: &Options,
+    schedule: &[Stage],
     noise: NoiseModel,
     observed: Option<Vec<f64>>,
     fit_start: Option<[f64; 2]>,
@@ -330,7 +364,7 @@ fn run_typed<T: Real>(
     let theta_config = [config.cosmology.omega_m, config.cosmology.sigma8.unwrap_or(f64::NAN)];
     // The true linear power (mock), before a cosmology fit moves the simulation to its estimate.
     let lin_truth = sim.linear_power().clone();
-    let schedule = default_schedule(opts.iterations, config.box_.particle_spacing());
+    let iterations: usize = schedule.iter().map(|s| s.iterations).sum();
     let lbfgs_opts = LbfgsOptions::default();
     let fit = opts.fit_cosmology.then(|| {
         fit_start.unwrap_or(if mock {
@@ -341,13 +375,13 @@ fn run_typed<T: Real>(
     });
     // With --fit-cosmology: the calibration reconstruction (same schedule, at the start) and
     // one more stage at R = 0 in which the cosmology is free (docs/reconstruction.md §J).
-    let calibration_iterations = if fit.is_some() { opts.iterations } else { 0 };
+    let calibration_iterations = if fit.is_some() { iterations } else { 0 };
     let data_schedule = {
-        let mut s = schedule.clone();
+        let mut s = schedule.to_vec();
         if fit.is_some() {
             s.push(Stage {
                 smoothing: 0.0,
-                iterations: (opts.iterations / 2).max(1),
+                iterations: (iterations / 2).max(1),
             });
         }
         s
@@ -365,7 +399,7 @@ fn run_typed<T: Real>(
         let weights = calibrate_laplace_weights(
             &mut sim_start,
             &post,
-            &schedule,
+            schedule,
             &lbfgs_opts,
             config.run.seed ^ CALIBRATION_SEED,
             |p| {

@@ -167,6 +167,42 @@ fn fit_cosmology_writes_the_estimates_and_their_uncertainty() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--schedule` replaces the default annealing schedule: loss.txt holds exactly its stages (R
+/// and iteration count per stage) with the loss decreasing in each, and config.toml records it;
+/// `--preconditioner linear` and `--no-precondition` run too.
+#[test]
+fn schedule_and_preconditioner_options_are_followed() {
+    for (name, pc) in [
+        ("measured", None),
+        ("linear", Some(["--preconditioner", "linear"])),
+        ("plain", None),
+    ] {
+        let dir = tmpdir(&format!("schedule-{name}"));
+        let mut args = vec!["--schedule", "16:4, 4:3,0:5", "--noise", "0.05"];
+        if let Some(p) = pc {
+            args.extend(p);
+        }
+        if name == "plain" {
+            args.push("--no-precondition");
+        }
+        let out = reconstruct(&dir, Some(SMALL), &args);
+        assert_ok(&out);
+        let o = dir.join("out");
+        let rows = table(&o.join("loss.txt"));
+        assert_monotone(&rows);
+        for (stage, (r, its)) in [(16.0, 4.0), (4.0, 3.0), (0.0, 5.0)].iter().enumerate() {
+            let in_stage: Vec<&Vec<f64>> = rows.iter().filter(|row| row[0] == stage as f64).collect();
+            assert!(in_stage.iter().all(|row| row[1] == *r), "{name}: stage {stage} R");
+            let last = in_stage.iter().map(|row| row[2]).fold(0.0, f64::max);
+            assert!(last >= 1.0 && last <= *its, "{name}: stage {stage} ran {last} of {its} iterations");
+        }
+        assert!(rows.iter().all(|row| row[0] <= 2.0), "{name}: more than three stages");
+        let cfg = std::fs::read_to_string(o.join("config.toml")).unwrap();
+        assert!(cfg.contains("16:4,4:3,0:5"), "{name}: the schedule is not in config.toml");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 #[test]
 fn bad_input_gives_one_line_and_exit_code_2() {
     let dir = tmpdir("bad");
@@ -205,6 +241,9 @@ fn bad_input_gives_one_line_and_exit_code_2() {
     );
     assert_bad(&reconstruct(&dir, Some(SMALL), &["--iterations", "0"]), &["--iterations"]);
     assert_bad(&reconstruct(&dir, Some(SMALL), &["--smoothing", "-2"]), &["--smoothing"]);
+    for schedule in ["", "8", "8:0", "-1:10", "nan:5", "8:10,x:3", "8:10,"] {
+        assert_bad(&reconstruct(&dir, Some(SMALL), &["--schedule", schedule]), &["--schedule"]);
+    }
     for start in ["2,0.8", "0.3", "0.3,-1", "abc,0.8", "0.3,nan"] {
         assert_bad(
             &reconstruct(&dir, Some(SMALL), &["--fit-cosmology", "--fit-start", start]),

@@ -272,10 +272,10 @@ fn print_rk(o: &Path) -> Vec<Vec<f64>> {
 
 /// The noise-free bar at the default size (embedded config: 64³ particles, 128³ mesh,
 /// 128 Mpc/h, 10 steps): r(k) ≥ 0.95 for k ≤ 0.5 h/Mpc and ≥ 0.8 at k = 1 h/Mpc.
-/// Measured 2026-11-22 with the preconditioner (100 iterations): r = 0.997 at k = 0.15, 0.988 at
-/// 0.2, 0.930 at 0.3, 0.673 at 0.5 and 0.147 at 1 h/Mpc; with 300 iterations (`RECON_ITERATIONS`),
-/// 0.978 at 0.3, 0.882 at 0.5 and 0.418 at 1 h/Mpc: not met (the optimiser has not converged;
-/// docs/reconstruction.md §X, §A).
+/// Measured 2026-11-22 with the measured preconditioner (100 iterations): r = 0.997 at k = 0.15,
+/// 0.990 at 0.2, 0.938 at 0.3, 0.678 at 0.5 and 0.243 at 1 h/Mpc; with 300 iterations
+/// (`RECON_ITERATIONS`), 0.976 at 0.3, 0.893 at 0.5 and 0.574 at 1 h/Mpc: not met (the optimiser
+/// has not converged; docs/reconstruction.md §X, §A).
 #[test]
 #[ignore = "default size: ~4 min on 2 cores, and the issue-5 bar is not met yet (r(k) measured in the doc comment); run with cargo test --release --test reconstruct -- --ignored"]
 fn default_mock_noise_free_bar() {
@@ -302,9 +302,9 @@ fn default_mock_noise_free_bar() {
 /// The Wiener bar at the default size: with noise σ comparable to the field's rms at
 /// k ~ 0.3 h/Mpc, T(k) and r(k) follow sqrt(S/(S+N)) within 10 % on large scales (k ≤ 0.3).
 /// σ = 50 per 1 Mpc/h cell is P_N = σ² V_cell = 2500 (Mpc/h)³, about P(k = 0.3 h/Mpc) at a = 1.
-/// Measured 2026-11-22 with the preconditioner (100 iterations): r/Wiener = 1.07, 1.10, 1.08, 1.03
-/// at k = 0.06–0.2, then 0.85 and 0.65 at k = 0.25 and 0.3 h/Mpc: not met (the optimiser has not
-/// converged there).
+/// Measured 2026-11-22 with the measured preconditioner (100 iterations): r/Wiener = 1.04, 1.06,
+/// 1.09, 1.01 at k = 0.06–0.2, then 0.86 and 0.76 at k = 0.25 and 0.3 h/Mpc, and T/Wiener 0.86 at
+/// k = 0.2: not met (the optimiser has not converged there).
 #[test]
 #[ignore = "default size: ~4 min on 2 cores, and the issue-5 bar is not met yet (r(k) measured in the doc comment); run with cargo test --release --test reconstruct -- --ignored"]
 fn default_mock_wiener_bar() {
@@ -342,9 +342,9 @@ fn default_mock_wiener_bar() {
 
 /// The `--fit-cosmology` bar at the default size: Ω_m and σ₈ within 2σ of the truth on 5 seeds out
 /// of 5 (the default noise, σ = 0.01; each run reconstructs a calibration mock and then the data:
-/// 261 evaluations, about 9 min on a quiet 2-core machine). Measured 2026-11-22, seed 1:
-/// Ω_m = 0.3601 ± 0.0561, σ₈ = 0.7601 ± 0.0312 — inside 2σ only because θ barely left the start
-/// (docs/reconstruction.md §J).
+/// 261 evaluations, about 9 min on a quiet 2-core machine). Measured 2026-11-22 with the linear
+/// preconditioner, seed 1: Ω_m = 0.3601 ± 0.0561, σ₈ = 0.7601 ± 0.0312 — inside 2σ only because θ
+/// barely left the start (docs/reconstruction.md §J).
 #[test]
 #[ignore = "default size, 5 seeds: ~45 min on 2 cores, and the issue-5 bar is not met yet (docs/reconstruction.md §J); run with cargo test --release --test reconstruct -- --ignored"]
 fn default_mock_fit_cosmology_bar() {

@@ -716,24 +716,31 @@ pub struct Stage {
 }
 
 /// The default annealing schedule for `iterations` in total (docs/reconstruction.md §A): the
-/// residual smoothing R = (4, 2, 1, 0.5, 0) × the particle spacing, with 10 % of the iterations in
-/// each of the first four stages and the rest (≥ 60 %) at R = 0, the exact posterior.
+/// residual smoothing R = (4, 2, 1, ½) × the particle spacing with [`DEFAULT_STAGE_SHARES`] of the
+/// iterations (10 %, 10 %, 30 %, 30 %), then the rest (≥ 20 %) at R = 0, the exact posterior.
+/// Stages that would get no iteration are left out.
 pub fn default_schedule(iterations: usize, particle_spacing: f64) -> Vec<Stage> {
-    let early = iterations / 10;
-    let mut v: Vec<Stage> = [4.0, 2.0, 1.0, 0.5]
+    let mut v: Vec<Stage> = DEFAULT_STAGE_SHARES
         .iter()
-        .map(|&f| Stage {
+        .map(|&(f, share)| Stage {
             smoothing: f * particle_spacing,
-            iterations: early,
+            iterations: iterations * share / 100,
         })
         .filter(|s| s.iterations > 0)
         .collect();
+    let used: usize = v.iter().map(|s| s.iterations).sum();
     v.push(Stage {
         smoothing: 0.0,
-        iterations: iterations - early * v.len(),
+        iterations: iterations - used,
     });
     v
 }
+
+/// The annealed stages of [`default_schedule`]: (R in particle spacings, per cent of the
+/// iterations). Measured on a 32³ mock (docs/reconstruction.md §A): moving iterations from the
+/// R = 0 stage to R = 1 and ½ spacings raises r(k) at k = 0.5–1 h/Mpc by 0.08–0.18 and lowers the
+/// final exact χ².
+pub const DEFAULT_STAGE_SHARES: [(f64, usize); 4] = [(4.0, 10), (2.0, 10), (1.0, 30), (0.5, 30)];
 
 /// Progress of [`reconstruct`], passed to its callback after each iteration.
 #[derive(Clone, Copy, Debug)]
@@ -1343,8 +1350,12 @@ mod tests {
             let s = default_schedule(it, 2.0);
             assert_eq!(s.iter().map(|x| x.iterations).sum::<usize>(), it);
             assert_eq!(s.last().unwrap().smoothing, 0.0);
+            assert!(s.last().unwrap().iterations * 5 >= it, "{it}: {s:?}");
+            assert!(s.iter().all(|x| x.iterations > 0), "{it}: {s:?}");
             assert!(s.windows(2).all(|w| w[0].smoothing > w[1].smoothing));
         }
+        let r: Vec<(f64, usize)> = default_schedule(100, 2.0).iter().map(|s| (s.smoothing, s.iterations)).collect();
+        assert_eq!(r, [(8.0, 10), (4.0, 10), (2.0, 30), (1.0, 30), (0.0, 20)]);
     }
 
     /// The preconditioner is symmetric (dot-product test), M⁻¹ inverts M, and on a single

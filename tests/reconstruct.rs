@@ -86,19 +86,21 @@ fn mock_writes_everything_and_recovers_the_large_scales() {
     let rows = table(&o.join("loss.txt"));
     assert!(rows.len() >= 20, "{} loss rows", rows.len());
     assert_monotone(&rows);
-    // The exact ½χ² falls (measured: 6.89e7 → 3.52e7 in 30 iterations; the 32³ data mesh is
-    // finer than the 16³ particle grid, so its shot noise keeps χ² far above the cell count).
+    // The exact ½χ² falls (measured: 6.89e7 → 7.35e6 in 30 iterations with the measured
+    // preconditioner and the default schedule, against 3.52e7 with the linear preconditioner and
+    // the old schedule; the 32³ data mesh is finer than the 16³ particle grid, so its shot noise
+    // keeps χ² far above the cell count).
     let (chi0, chi1) = (rows[0][4], rows.last().unwrap()[4]);
-    assert!(chi1 < 0.7 * chi0, "chi2/2 {chi0} → {chi1}");
-    // The largest scales are recovered first (measured: r = 0.983, T = 0.998 at k = 0.125 h/Mpc;
-    // r = 0.909 at k = 0.219 h/Mpc).
+    assert!(chi1 < 0.25 * chi0, "chi2/2 {chi0} → {chi1}");
+    // The largest scales are recovered first (measured: r = 0.9996, T = 0.963 at k = 0.125 h/Mpc;
+    // r = 0.994 at k = 0.219 h/Mpc; before: 0.983 and 0.909).
     let rk = table(&o.join("r_k.txt"));
     for row in rk.iter().filter(|r| r[0] <= 0.15) {
         assert!(row[1] > 0.95, "r(k = {}) = {}", row[0], row[1]);
         assert!((row[2] - 1.0).abs() < 0.1, "T(k = {}) = {}", row[0], row[2]);
     }
     for row in rk.iter().filter(|r| r[0] > 0.15 && r[0] <= 0.25) {
-        assert!(row[1] > 0.8, "r(k = {}) = {}", row[0], row[1]);
+        assert!(row[1] > 0.95, "r(k = {}) = {}", row[0], row[1]);
     }
     // Observed mode on the mock's observation: no truth files.
     let dir2 = tmpdir("observed");
@@ -272,10 +274,10 @@ fn print_rk(o: &Path) -> Vec<Vec<f64>> {
 
 /// The noise-free bar at the default size (embedded config: 64³ particles, 128³ mesh,
 /// 128 Mpc/h, 10 steps): r(k) ≥ 0.95 for k ≤ 0.5 h/Mpc and ≥ 0.8 at k = 1 h/Mpc.
-/// Measured 2026-11-22 with the measured preconditioner (100 iterations): r = 0.997 at k = 0.15,
-/// 0.990 at 0.2, 0.938 at 0.3, 0.678 at 0.5 and 0.243 at 1 h/Mpc; with 300 iterations
-/// (`RECON_ITERATIONS`), 0.976 at 0.3, 0.893 at 0.5 and 0.574 at 1 h/Mpc: not met (the optimiser
-/// has not converged; docs/reconstruction.md §X, §A).
+/// Measured 2026-11-22 with the measured preconditioner and the default schedule (100
+/// iterations): r = 0.998 at k = 0.15, 0.993 at 0.2, 0.963 at 0.3, 0.821 at 0.5 and 0.363 at
+/// 1 h/Mpc; with 300 iterations (`RECON_ITERATIONS`), 0.978 at 0.3, 0.905 at 0.5 and 0.618 at
+/// 1 h/Mpc: not met (the optimiser has not converged; docs/reconstruction.md §X, §A).
 #[test]
 #[ignore = "default size: ~4 min on 2 cores, and the issue-5 bar is not met yet (r(k) measured in the doc comment); run with cargo test --release --test reconstruct -- --ignored"]
 fn default_mock_noise_free_bar() {
@@ -302,9 +304,10 @@ fn default_mock_noise_free_bar() {
 /// The Wiener bar at the default size: with noise σ comparable to the field's rms at
 /// k ~ 0.3 h/Mpc, T(k) and r(k) follow sqrt(S/(S+N)) within 10 % on large scales (k ≤ 0.3).
 /// σ = 50 per 1 Mpc/h cell is P_N = σ² V_cell = 2500 (Mpc/h)³, about P(k = 0.3 h/Mpc) at a = 1.
-/// Measured 2026-11-22 with the measured preconditioner (100 iterations): r/Wiener = 1.04, 1.06,
-/// 1.09, 1.01 at k = 0.06–0.2, then 0.86 and 0.76 at k = 0.25 and 0.3 h/Mpc, and T/Wiener 0.86 at
-/// k = 0.2: not met (the optimiser has not converged there).
+/// Measured 2026-11-22 with the measured preconditioner and the default schedule (100
+/// iterations): r/Wiener = 1.08, 1.10, 1.10, 0.99 at k = 0.06–0.2, then 0.87 and 0.76 at k = 0.25
+/// and 0.3 h/Mpc, and T/Wiener 1.21 at k = 0.11: not met. 300 iterations give the same at
+/// k = 0.25–0.3 (docs/reconstruction.md §A: converged there, below the expectation).
 #[test]
 #[ignore = "default size: ~4 min on 2 cores, and the issue-5 bar is not met yet (r(k) measured in the doc comment); run with cargo test --release --test reconstruct -- --ignored"]
 fn default_mock_wiener_bar() {

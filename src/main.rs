@@ -114,7 +114,8 @@ struct ReconstructArgs {
     #[arg(long, value_name = "N", default_value_t = 100)]
     iterations: usize,
     /// An explicit annealing schedule instead of the default: comma-separated stages R:N, N
-    /// L-BFGS iterations at residual smoothing R (Mpc/h; 0: the exact posterior), in order.
+    /// L-BFGS iterations at residual smoothing R (Mpc/h; 0: the exact posterior), in order. End
+    /// with an R = 0 stage for the maximum of the exact posterior.
     #[arg(long, value_name = "R:N,...", conflicts_with = "iterations", allow_hyphen_values = true)]
     schedule: Option<String>,
     /// The preconditioner w = M u of the optimisation (docs/reconstruction.md §X): measured

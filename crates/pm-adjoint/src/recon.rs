@@ -523,13 +523,19 @@ impl Preconditioner {
     /// and become the cheapest directions for L-BFGS, which then fits the smoothed density with
     /// them through mode coupling (measured: the run diverges, docs/reconstruction.md §X).
     pub fn linear<T: Real>(sim: &Simulation<T>, posterior: &Posterior<T>) -> Self {
+        Self::floored(sim, posterior, |_| 0.0)
+    }
+
+    /// `m(k) = (1 + max(c(k), h(k)))^{-1/2}` (m(0) = 1) with h(k) of eq. X4 for the exact
+    /// posterior and a curvature c(k) ≥ 0 (0: linear theory, eq. X5; measured: eq. X6).
+    fn floored<T: Real>(sim: &Simulation<T>, posterior: &Posterior<T>, c: impl Fn(f64) -> f64 + Sync) -> Self {
         let a = sim.config().time.a_stop;
         Self::from_fn(sim.lattice(), |k| {
             if k == 0.0 {
                 return 1.0;
             }
             let h = sim.p_linear(k, a) * posterior.snr_per_power(k, 0.0);
-            1.0 / (1.0 + h).sqrt()
+            1.0 / (1.0 + c(k).max(h)).sqrt()
         })
     }
 
@@ -552,16 +558,8 @@ impl Preconditioner {
     /// Those of the forward and adjoint runs.
     pub fn measured<T: Real>(sim: &mut Simulation<T>, posterior: &Posterior<T>, w: &[f64]) -> Result<Self> {
         let c = measured_curvature(sim, posterior, w)?;
-        let lat = sim.lattice();
-        let a = sim.config().time.a_stop;
-        let kf = lat.kf();
-        Ok(Self::from_fn(lat, |k| {
-            if k == 0.0 {
-                return 1.0;
-            }
-            let h = sim.p_linear(k, a) * posterior.snr_per_power(k, 0.0);
-            1.0 / (1.0 + c[(k / kf).round() as usize].max(h)).sqrt()
-        }))
+        let kf = sim.lattice().kf();
+        Ok(Self::floored(sim, posterior, |k| c[(k / kf).round() as usize]))
     }
 
     /// The preconditioner with filter `m(|k|)` on the lattice `geom` (`m` must be > 0 and
@@ -645,16 +643,20 @@ pub(crate) fn measured_curvature<T: Real>(sim: &mut Simulation<T>, posterior: &P
     let fft_w = Fft3::<f64>::new(lat.m);
     let mut gk = vec![C::<f64>::default(); fft_w.complex_len()];
     fft_w.forward(&mut jz.white_noise.iter().map(|v| v.f64()).collect::<Vec<f64>>(), &mut gk);
-    let power = lat.radial_sum(|i| gk[i].norm_sqr() / n3);
-    let modes = lat.radial_sum(|_| 1.0);
-    let shell = |j: usize| (j as f64).sqrt().round() as usize;
-    let shells = shell(lat.nu2_max()) + 1;
-    let (mut sum, mut count) = (vec![0.0; shells], vec![0.0; shells]);
-    for j in 1..power.len() {
-        sum[shell(j)] += power[j];
-        count[shell(j)] += modes[j];
-    }
+    let sum = shell_sums(&lat.radial_sum(|i| gk[i].norm_sqr() / n3));
+    let count = shell_sums(&lat.radial_sum(|_| 1.0));
     Ok(sum.iter().zip(&count).map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 }).collect())
+}
+
+/// Sums the radial bins j = |ν|² of [`MeshGeom::radial_sum`] into shells s = round(sqrt(j)) of
+/// width k_f (index s; the k = 0 bin is left out).
+pub(crate) fn shell_sums(bins: &[f64]) -> Vec<f64> {
+    let shell = |j: usize| (j as f64).sqrt().round() as usize;
+    let mut out = vec![0.0; shell(bins.len() - 1) + 1];
+    for (j, b) in bins.iter().enumerate().skip(1) {
+        out[shell(j)] += b;
+    }
+    out
 }
 
 /// Seed of the data-space probe of [`Preconditioner::measured`].
@@ -1441,12 +1443,7 @@ mod tests {
             let fft = Fft3::<f64>::new(lat.m);
             let mut vk = vec![C::<f64>::default(); fft.complex_len()];
             fft.forward(&mut v.to_vec(), &mut vk);
-            let bins = lat.radial_sum(|i| vk[i].norm_sqr());
-            let mut out = vec![0.0; c0.len()];
-            for (j, p) in bins.iter().enumerate().skip(1) {
-                out[(j as f64).sqrt().round() as usize] += p;
-            }
-            out
+            shell_sums(&lat.radial_sum(|i| vk[i].norm_sqr()))
         };
         let w: Vec<f64> = sim.white_noise();
         let eps = 1e-5;
@@ -1484,6 +1481,22 @@ mod tests {
         assert!((a - b).abs() <= 1e-10 * a.abs().max(b.abs()), "{a} vs {b}");
     }
 
+    /// [`reconstruct`] from w = 0 with the default L-BFGS settings; asserts that the loss of every
+    /// stage decreases strictly from one iteration to the next.
+    fn reconstruct_from_zero(
+        sim: &mut Simulation<f64>,
+        post: &mut Posterior<f64>,
+        schedule: &[Stage],
+        progress: impl FnMut(&ReconProgress),
+    ) -> ReconResult<f64> {
+        let w0 = vec![0.0; sim.lattice().n_cells()];
+        let r = reconstruct(sim, post, &w0, schedule, &LbfgsOptions::default(), progress).unwrap();
+        for s in &r.stages {
+            assert!(s.history.windows(2).all(|w| w[1] < w[0]), "{:?}", s.history);
+        }
+        r
+    }
+
     /// A short annealed reconstruction on a tiny noisy mock: every stage's loss decreases
     /// monotonically, and the result is closer to the truth than the start (w = 0) on the
     /// large-scale modes.
@@ -1512,22 +1525,11 @@ mod tests {
             },
         ];
         let mut seen = 0;
-        let r = reconstruct(
-            &mut sim,
-            &mut post,
-            &vec![0.0; w_true.len()],
-            &schedule,
-            &LbfgsOptions::default(),
-            |p| {
-                assert!(p.chi2_half.is_finite() && p.prior >= 0.0);
-                seen += 1;
-            },
-        )
-        .unwrap();
+        let r = reconstruct_from_zero(&mut sim, &mut post, &schedule, |p| {
+            assert!(p.chi2_half.is_finite() && p.prior >= 0.0);
+            seen += 1;
+        });
         assert_eq!(seen, r.stages.iter().map(|s| s.iterations + 1).sum::<usize>());
-        for s in &r.stages {
-            assert!(s.history.windows(2).all(|w| w[1] < w[0]), "{:?}", s.history);
-        }
         // Correlation of the reconstructed and true white noise over all modes.
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
         let corr = dot(&r.white_noise, &w_true) / (dot(&r.white_noise, &r.white_noise) * dot(&w_true, &w_true)).sqrt();
@@ -1703,20 +1705,7 @@ mod tests {
         post.set_fit_cosmology(Some(start));
         schedule.push(st(0.0, 60));
         let mut thetas = Vec::new();
-        let r = reconstruct(
-            &mut sim,
-            &mut post,
-            &vec![0.0; w_true.len()],
-            &schedule,
-            &LbfgsOptions::default(),
-            |p| {
-                thetas.push((p.stage, p.theta.unwrap()));
-            },
-        )
-        .unwrap();
-        for s in &r.stages {
-            assert!(s.history.windows(2).all(|w| w[1] < w[0]), "{:?}", s.history);
-        }
+        let r = reconstruct_from_zero(&mut sim, &mut post, &schedule, |p| thetas.push((p.stage, p.theta.unwrap())));
         assert!(thetas.iter().filter(|t| t.0 < 2).all(|t| t.1 == start));
         let fit = r.cosmology.unwrap();
         assert_eq!(fit.start, start);

@@ -2,7 +2,7 @@
 //! of the large scales), the observed-data mode, and bad input (exit code 2, one line).
 //!
 //! The bars at the default size (64³ particles, 128³ mesh, 10 steps) are `#[ignore]`d: each takes
-//! 4 to 40 minutes on 2 cores (too long for CI's budget), and none is met yet (the optimiser has
+//! 3 to 45 minutes on 2 cores (too long for CI's budget), and none is met yet (the optimiser has
 //! not converged in 100 iterations; figures in each test's doc comment and in
 //! docs/reconstruction.md). Run them with
 //! `cargo test --release --test reconstruct -- --ignored --nocapture`.
@@ -279,7 +279,7 @@ fn print_rk(o: &Path) -> Vec<Vec<f64>> {
 /// 1 h/Mpc; with 300 iterations (`RECON_ITERATIONS`), 0.978 at 0.3, 0.905 at 0.5 and 0.618 at
 /// 1 h/Mpc: not met (the optimiser has not converged; docs/reconstruction.md §X, §A).
 #[test]
-#[ignore = "default size: ~4 min on 2 cores, and the issue-5 bar is not met yet (r(k) measured in the doc comment); run with cargo test --release --test reconstruct -- --ignored"]
+#[ignore = "default size: 3-5 min on 2 cores, and the issue-5 bar is not met yet (r(k) measured in the doc comment); run with cargo test --release --test reconstruct -- --ignored"]
 fn default_mock_noise_free_bar() {
     let dir = tmpdir("bar-noise-free");
     let iters = std::env::var("RECON_ITERATIONS").unwrap_or_else(|_| "100".into());
@@ -309,7 +309,7 @@ fn default_mock_noise_free_bar() {
 /// and 0.3 h/Mpc, and T/Wiener 1.21 at k = 0.11: not met. 300 iterations give the same at
 /// k = 0.25–0.3 (docs/reconstruction.md §A: converged there, below the expectation).
 #[test]
-#[ignore = "default size: ~4 min on 2 cores, and the issue-5 bar is not met yet (r(k) measured in the doc comment); run with cargo test --release --test reconstruct -- --ignored"]
+#[ignore = "default size: 3-5 min on 2 cores, and the issue-5 bar is not met yet (r(k) measured in the doc comment); run with cargo test --release --test reconstruct -- --ignored"]
 fn default_mock_wiener_bar() {
     let dir = tmpdir("bar-wiener");
     let sigma = std::env::var("RECON_SIGMA").unwrap_or_else(|_| "50".into());

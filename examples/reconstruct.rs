@@ -33,7 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let w_true = sim.white_noise();
     let noise = NoiseModel::White { sigma };
     let t0 = Instant::now();
-    let (observed, _signal) = mock_observation(&mut sim, &w_true, &noise, 0.0, 7)?;
+    // The data on the force mesh (any other data mesh: Posterior::on_mesh).
+    let (observed, _signal) = mock_observation(&mut sim, &w_true, &noise, 0.0, m, 7)?;
     println!("forward run: {:.2} s", t0.elapsed().as_secs_f64());
 
     // 3. The loss: −ln posterior = ½χ²(δ_obs | δ(w)) + ½|w|², its gradient by the adjoint.

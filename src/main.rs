@@ -96,8 +96,9 @@ struct ReconstructArgs {
     /// Configuration, and in mock mode the true white noise (file or seed).
     #[command(flatten)]
     input: InputArgs,
-    /// Observed density contrast on the force mesh: .npy of shape (m, m, m), float32 or float64.
-    /// Without it: the embedded mock.
+    /// Observed density contrast on a mesh spanning the box (the data mesh, cell-centred like
+    /// the force mesh): .npy of shape (M, M, M), any M ≥ 2, float32 or float64. Without it: the
+    /// embedded mock.
     #[arg(long, value_name = "D.npy")]
     observed: Option<PathBuf>,
     /// White Gaussian noise of the observation: standard deviation per mesh cell (units of δ).
@@ -110,6 +111,10 @@ struct ReconstructArgs {
     /// Gaussian smoothing scale of the data model, Mpc/h (0: the CIC density as is).
     #[arg(long, value_name = "R", default_value_t = 0.0, allow_negative_numbers = true)]
     smoothing: f64,
+    /// Cells per side of the data mesh on which the model paints the final particles (CIC).
+    /// Default: the side of the --observed array; in the mock, the force mesh.
+    #[arg(long, value_name = "M")]
+    data_mesh: Option<usize>,
     /// Total L-BFGS iterations over the default annealing schedule (docs/reconstruction.md §A).
     #[arg(long, value_name = "N", default_value_t = 100)]
     iterations: usize,
@@ -194,6 +199,7 @@ fn main() -> ExitCode {
             noise: a.noise,
             noise_power: a.noise_power,
             smoothing: a.smoothing,
+            data_mesh: a.data_mesh,
             iterations: a.iterations,
             schedule: a.schedule,
             precondition: match (a.no_precondition, a.preconditioner) {

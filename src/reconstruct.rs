@@ -10,14 +10,15 @@
 //! - `config.toml`: the resolved configuration, with the reconstruction settings as comments;
 //! - `white_noise.npy`: the reconstruction ŵ, (n, n, n) of the run's precision;
 //! - `linear_density.npy`: δ_L(ŵ) at a = 1 on the particle grid (n³ f32);
-//! - `final_density.npy`: the model's prediction of the observed mesh, S δ(ŵ) (m³ f32);
+//! - `final_density.npy`: the model's prediction of the observed mesh, S δ(ŵ) on the data mesh
+//!   (M³ f32; M = the side of the observed array, `--data-mesh`, or the force mesh);
 //! - `loss.txt`: per iteration: stage, annealing scale R, −ln posterior at R, ½χ² at R = 0, ½|w|²;
 //! - `loss.png`: the loss against the iteration;
 //! - `slices.png`: slices of the initial and final fields, truth (or observation) beside the
 //!   reconstruction;
 //! - mock only: `true_white_noise.npy`, `observed.npy`, `r_k.txt` (k, r(k) and T(k) between the
-//!   reconstructed and the true linear field, with the Wiener expectation from the S/N per mode)
-//!   and `r_k.png`;
+//!   reconstructed and the true linear field, and the r and T of the linear-theory Wiener filter
+//!   of the same data, docs/reconstruction.md eq. W1) and `r_k.png`;
 //! - with `--fit-cosmology`: `cosmology.txt` (start, estimate and Laplace σ of Ω_m and σ₈, their
 //!   correlation, and in the mock the truth and the pulls), and (Ω_m, σ₈) per row of `loss.txt`.
 //!
@@ -34,15 +35,15 @@ use plotters::backend::RGBPixel;
 use plotters::prelude::*;
 use pm_adjoint::optim::LbfgsOptions;
 use pm_adjoint::recon::{
-    calibrate_laplace_weights, config_at, default_schedule, mock_observation, reconstruct, NoiseModel, Posterior, Preconditioning,
-    ReconProgress, Stage,
+    calibrate_laplace_weights, config_at, default_schedule, linear_wiener, mock_observation, reconstruct, NoiseModel, Posterior,
+    Preconditioning, ReconProgress, Stage,
 };
 use pm_core::config::{Config, Precision};
 use pm_core::fft::Fft3;
 use pm_core::io::{read_npy, read_white_noise, shape_string, write_npy_f32, write_npy_real};
 use pm_core::mesh::MeshGeom;
 use pm_core::noise::linear_field;
-use pm_core::power::{cross_spectrum, power_spectrum, Deconvolve};
+use pm_core::power::{cross_spectrum, Deconvolve};
 use pm_core::sim::Simulation;
 use pm_core::{Error, Real, Result};
 use std::path::{Path, PathBuf};
@@ -57,7 +58,7 @@ pub const DEFAULT_MOCK_SIGMA: f64 = 0.01;
 pub struct Options {
     /// Configuration and (mock mode) true white noise.
     pub input: Input,
-    /// Observed density contrast on the force mesh, .npy (m, m, m); `None`: the embedded mock.
+    /// Observed density contrast on the data mesh, .npy (M, M, M); `None`: the embedded mock.
     pub observed: Option<PathBuf>,
     /// White noise σ per cell of the observation (units of δ).
     pub noise: Option<f64>,
@@ -65,6 +66,9 @@ pub struct Options {
     pub noise_power: Option<PathBuf>,
     /// Gaussian smoothing scale R_d of the data model, Mpc/h (0: none).
     pub smoothing: f64,
+    /// Cells per side of the data mesh (`None`: the side of the observed array; in the mock,
+    /// the force mesh).
+    pub data_mesh: Option<usize>,
     /// Total L-BFGS iterations over the default annealing schedule.
     pub iterations: usize,
     /// An explicit annealing schedule "R:N,R:N,…" (R in Mpc/h, N iterations), replacing the
@@ -263,14 +267,19 @@ pub fn run(opts: &Options) -> Result<()> {
             )
         })?;
     }
-    let m = config.box_.mesh;
     // Read and check the observation before anything is written.
-    let observed = match &opts.observed {
-        Some(p) => Some(read_observed(p, m)?),
-        None => None,
+    let (observed, data_mesh) = match &opts.observed {
+        Some(p) => {
+            let (md, data) = read_observed(p, opts.data_mesh, config.box_.mesh)?;
+            (Some(data), md)
+        }
+        None => (None, opts.data_mesh.unwrap_or(config.box_.mesh)),
     };
+    if !(2..=4096).contains(&data_mesh) {
+        return Err(Error::invalid("--data-mesh", data_mesh, "2 to 4096 cells per side"));
+    }
     let resolved = format!(
-        "{}\n# cosmograd reconstruct: observed = {}, noise = {:?}, smoothing = {} Mpc/h, schedule (R [Mpc/h]:iterations) = {}, preconditioning = {:?}, fit cosmology = {}{}\n",
+        "{}\n# cosmograd reconstruct: observed = {}, data mesh = {data_mesh}, noise = {:?}, smoothing = {} Mpc/h, schedule (R [Mpc/h]:iterations) = {}, preconditioning = {:?}, fit cosmology = {}{}\n",
         config.to_toml_string(),
         opts.observed.as_ref().map_or("mock".to_string(), |p| p.display().to_string()),
         noise,
@@ -294,23 +303,34 @@ pub fn run(opts: &Options) -> Result<()> {
         .build()
         .map_err(|e| Error::invalid("run.threads", threads, format!("a thread count the system can start ({e})")))?;
     pool.install(|| match config.run.precision {
-        Precision::F32 => run_typed::<f32>(&config, &resolved, opts, &schedule, noise, observed, fit_start),
-        Precision::F64 => run_typed::<f64>(&config, &resolved, opts, &schedule, noise, observed, fit_start),
+        Precision::F32 => run_typed::<f32>(&config, &resolved, opts, &schedule, noise, (observed, data_mesh), fit_start),
+        Precision::F64 => run_typed::<f64>(&config, &resolved, opts, &schedule, noise, (observed, data_mesh), fit_start),
     })
 }
 
-/// Reads the observed density: shape (m, m, m), finite values.
-fn read_observed(path: &Path, m: usize) -> Result<Vec<f64>> {
+/// Reads the observed density: a cube (m_d, m_d, m_d) with m_d ≥ 2 (equal to `expected` when
+/// given), finite values. Returns (m_d, values). `force_mesh` is named in the error as the
+/// usual choice.
+fn read_observed(path: &Path, expected: Option<usize>, force_mesh: usize) -> Result<(usize, Vec<f64>)> {
     let (shape, data) = read_npy(path)?;
-    if shape != [m, m, m] {
+    let md = shape.first().copied().unwrap_or(0);
+    let cube = shape.len() == 3 && shape.iter().all(|&s| s == md) && md >= 2;
+    if !cube || expected.is_some_and(|e| e != md) {
+        let want = match expected {
+            Some(e) => format!("shape {} (--data-mesh)", shape_string(&[e, e, e])),
+            None => format!(
+                "a cube (M, M, M) with M ≥ 2, the data mesh: e.g. {} = (box.mesh,)*3, the force mesh",
+                shape_string(&[force_mesh; 3])
+            ),
+        };
         return Err(Error::Shape {
             what: format!("observed density {}", path.display()),
             found: format!("shape {}", shape_string(&shape)),
-            expected: format!("shape {} = (box.mesh,)*3 of the configuration", shape_string(&[m, m, m])),
+            expected: want,
         });
     }
     Error::check_finite(&format!("observed density {}", path.display()), &data)?;
-    Ok(data)
+    Ok((md, data))
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
@@ -338,11 +358,11 @@ fn run_typed<T: Real>(
     opts: &Options,
     schedule: &[Stage],
     noise: NoiseModel,
-    observed: Option<Vec<f64>>,
+    (observed, m): (Option<Vec<f64>>, usize),
     fit_start: Option<[f64; 2]>,
 ) -> Result<()> {
     let mut sim = Simulation::<T>::new(config)?;
-    let (n, m, l) = (config.box_.particles, config.box_.mesh, config.box_.size);
+    let (n, l) = (config.box_.particles, config.box_.size);
     let mock = observed.is_none();
     let t0 = Instant::now();
     // Truth (mock) and observation.
@@ -354,16 +374,14 @@ fn run_typed<T: Real>(
                 None => sim.white_noise(),
             };
             let noise_seed = config.run.seed ^ 0x6e6f697365; // "noise"
-            let (o, s) = mock_observation(&mut sim, &w, &noise, opts.smoothing, noise_seed)?;
+            let (o, s) = mock_observation(&mut sim, &w, &noise, opts.smoothing, m, noise_seed)?;
             (Some(w), o, Some(s))
         }
     };
     let t_forward = t0.elapsed().as_secs_f64();
-    let mut post = Posterior::new(&sim, &obs, noise.clone(), opts.smoothing)?;
+    let mut post = Posterior::on_mesh(&sim, m, &obs, noise.clone(), opts.smoothing)?;
     post.set_preconditioning(opts.precondition);
     let theta_config = [config.cosmology.omega_m, config.cosmology.sigma8.unwrap_or(f64::NAN)];
-    // The true linear power (mock), before a cosmology fit moves the simulation to its estimate.
-    let lin_truth = sim.linear_power().clone();
     let iterations: usize = schedule.iter().map(|s| s.iterations).sum();
     let lbfgs_opts = LbfgsOptions::default();
     let fit = opts.fit_cosmology.then(|| {
@@ -457,7 +475,7 @@ fn run_typed<T: Real>(
     write_npy_f32(&out.join("linear_density.npy"), &[n, n, n], &to_f32(&lin_rec))?;
     let mut state = sim.initial_conditions(r.white_noise.clone())?;
     sim.run(&mut state, |_| Ok(()))?;
-    let final_rec = post.smooth(&sim.density(&state));
+    let final_rec = post.smooth(&post.density(&state));
     write_npy_f32(&out.join("final_density.npy"), &[m, m, m], &to_f32(&final_rec))?;
     let mut text = String::from("# cosmograd reconstruct: per L-BFGS iteration (0 = the stage's starting point)\n# stage smoothing_R[Mpc/h] iteration neg_log_posterior_at_R chi2_half_at_R0 prior_half_w2");
     text.push_str(if opts.fit_cosmology {
@@ -512,33 +530,28 @@ fn run_typed<T: Real>(
         (Some(wt), Some(sig)) => {
             write_npy_real(&out.join("true_white_noise.npy"), &[n, n, n], wt)?;
             write_npy_f32(&out.join("observed.npy"), &[m, m, m], &to_f32(&obs))?;
-            let p_truth = |k: f64| lin_truth.p(k);
+            // The truth's cosmology (a cosmology fit leaves `sim` at its estimate).
+            let sim_truth = Simulation::<T>::new(config)?;
+            let lin_truth = sim_truth.linear_power().clone();
+            let p_truth = move |k: f64| lin_truth.p(k);
             let lin_true = linear_field(&mut wt.clone(), &lattice, &fft_n, &p_truth);
             let cs = cross_spectrum(&lin_rec, &lin_true, &lattice, &fft_n, Deconvolve::None);
-            // Wiener expectation per bin on the data mesh: sqrt(S/(S+N)), S the power of S δ_true,
-            // N = σ²(k) V_cell the noise power.
-            let mgeom = MeshGeom::new(m, l);
-            let ps = power_spectrum(sig, &mgeom, &Fft3::<T>::new(m), Deconvolve::None);
-            let vcell = mgeom.cell().powi(3);
-            let wiener = |k: f64| -> f64 {
-                let j = ps.k.partition_point(|&x| x < k).min(ps.k.len() - 1);
-                let s = ps.p[j];
-                (s / (s + noise.variance(k, vcell) * vcell)).sqrt()
-            };
+            // The linear-theory Wiener reconstruction of this mock's data, with its own noise
+            // realisation (docs/reconstruction.md eq. W1), against the same truth.
+            let noise_x: Vec<T> = obs.iter().zip(sig).map(|(o, s)| *o - *s).collect();
+            let lin_w = linear_wiener(&sim_truth, &post, &lin_true, &noise_x);
+            let cw = cross_spectrum(&lin_w, &lin_true, &lattice, &fft_n, Deconvolve::None);
             let t: Vec<f64> = cs.p_aa.iter().zip(&cs.p_bb).map(|(a, b)| (a / b).sqrt()).collect();
-            let mut rk = String::from("# cosmograd reconstruct (mock): reconstructed vs true linear density on the particle grid\n# k[h/Mpc] r(k) T(k)=sqrt(P_rec/P_true) N_modes wiener_sqrt(S/(S+N))\n");
+            let tw: Vec<f64> = cw.p_aa.iter().zip(&cw.p_bb).map(|(a, b)| (a / b).sqrt()).collect();
+            let mut rk = String::from("# cosmograd reconstruct (mock): reconstructed vs true linear density on the particle grid\n# k[h/Mpc] r(k) T(k)=sqrt(P_rec/P_true) N_modes r_wiener T_wiener (the linear-theory Wiener filter of this mock's data, docs/reconstruction.md eq. W1)\n");
             for i in 0..cs.k.len() {
                 rk.push_str(&format!(
-                    "{:.8e} {:.8e} {:.8e} {} {:.8e}\n",
-                    cs.k[i],
-                    cs.r[i],
-                    t[i],
-                    cs.n_modes[i],
-                    wiener(cs.k[i])
+                    "{:.8e} {:.8e} {:.8e} {} {:.8e} {:.8e}\n",
+                    cs.k[i], cs.r[i], t[i], cs.n_modes[i], cw.r[i], tw[i]
                 ));
             }
             write_text(&out.join("r_k.txt"), &rk)?;
-            plot_rk(&out.join("r_k.png"), &cs.k, &cs.r, &t)?;
+            plot_rk(&out.join("r_k.png"), &cs.k, &cs.r, &t, (&cw.r, &tw))?;
             let at = |k0: f64| {
                 let i = cs.k.partition_point(|&x| x < k0).min(cs.k.len() - 1);
                 (cs.k[i], cs.r[i], t[i])
@@ -565,7 +578,8 @@ fn run_typed<T: Real>(
         let evals = r.evaluations.max(1);
         let iters: usize = r.stages.iter().map(|s| s.iterations).sum();
         println!(
-            "cosmograd reconstruct: {n}³ particles, {m}³ mesh, {l} Mpc/h, {} steps ({}, {} threads), noise {:?}",
+            "cosmograd reconstruct: {n}³ particles, {}³ force mesh, {m}³ data mesh, {l} Mpc/h, {} steps ({}, {} threads), noise {:?}",
+            config.box_.mesh,
             sim.boundaries().len() - 1,
             T::NAME,
             rayon::current_num_threads(),
@@ -657,10 +671,17 @@ fn plot_loss(path: &Path, rows: &[LossRow]) -> Result<()> {
 }
 
 /// `r_k.png`: r(k) and T(k) against k.
-fn plot_rk(path: &Path, k: &[f64], r: &[f64], t: &[f64]) -> Result<()> {
+fn plot_rk(path: &Path, k: &[f64], r: &[f64], t: &[f64], wiener: (&[f64], &[f64])) -> Result<()> {
     let kmin = k.iter().copied().fold(f64::INFINITY, f64::min);
     let kmax = k.iter().copied().fold(0.0, f64::max);
-    let ymax = t.iter().chain(r).copied().filter(|v| v.is_finite()).fold(1.1f64, f64::max) * 1.05;
+    let ymax = t
+        .iter()
+        .chain(r)
+        .chain(wiener.1)
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(1.1f64, f64::max)
+        * 1.05;
     draw_png(path, (800, 500), |root| -> DrawOutcome {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
@@ -688,6 +709,19 @@ fn plot_rk(path: &Path, k: &[f64], r: &[f64], t: &[f64]) -> Result<()> {
             .draw_series(LineSeries::new(k.iter().copied().zip(t.iter().copied()), orange.stroke_width(2)))?
             .label("T(k) = sqrt(P_rr / P_tt)")
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], orange.stroke_width(2)));
+        // The linear-theory Wiener filter of the same data (eq. W1), thin dashed.
+        for (vals, colour, label) in [
+            (wiener.0, blue, "r, T of the linear Wiener filter (eq. W1)"),
+            (wiener.1, orange, ""),
+        ] {
+            let pts: Vec<(f64, f64)> = k.iter().copied().zip(vals.iter().copied()).filter(|p| p.1.is_finite()).collect();
+            let series = chart.draw_series(DashedLineSeries::new(pts, 6, 4, colour.stroke_width(1)))?;
+            if !label.is_empty() {
+                series
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y), (x + 12, y), (x + 20, y)], BLACK.stroke_width(1)));
+            }
+        }
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerLeft)

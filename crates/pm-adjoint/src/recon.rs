@@ -25,15 +25,16 @@
 use crate::grad::{value_and_grad, GradOptions, Gradients};
 use crate::objective::Objective;
 use crate::optim::{lbfgs, Iteration, LbfgsOptions, LbfgsResult};
+use pm_core::cic::Cic;
 use pm_core::config::Config;
 use pm_core::error::{Error, Result};
 use pm_core::fft::Fft3;
 use pm_core::float::{Real, C};
-use pm_core::loss::DensityLoss;
+use pm_core::loss::Loss;
 use pm_core::mesh::MeshGeom;
 use pm_core::noise::gaussian;
 use pm_core::power::cic_window;
-use pm_core::sim::Simulation;
+use pm_core::sim::{Simulation, State};
 use pm_core::tangent::Param;
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -120,9 +121,13 @@ impl NoiseModel {
     }
 }
 
-/// The reconstruction posterior on one simulation's force mesh (see the module docs).
+/// The reconstruction posterior of one simulation's white noise given data on a mesh of m_d³
+/// cells (the force mesh, or any other, [`Posterior::on_mesh`]; see the module docs).
 pub struct Posterior<T: Real> {
+    /// The data mesh.
     geom: MeshGeom,
+    /// CIC between the particle lattice and the data mesh.
+    cic: Cic,
     fft: Fft3<T>,
     /// DFT of δ_obs (half spectrum).
     observed_k: Vec<C<T>>,
@@ -181,6 +186,33 @@ impl<T: Real> std::fmt::Debug for Posterior<T> {
     }
 }
 
+/// Checks a data mesh size (cells per side).
+fn check_data_mesh(m: usize) -> Result<()> {
+    if !(2..=4096).contains(&m) {
+        return Err(Error::invalid("data mesh", m, "2 to 4096 cells per side"));
+    }
+    Ok(())
+}
+
+/// The loss of [`Posterior::data_loss`]: a closure of the model density on the data mesh.
+struct DataLoss<'a, T: Real, F> {
+    post: &'a Posterior<T>,
+    f: F,
+}
+
+impl<T: Real, F: Fn(&[T], &mut [T]) -> f64> Loss<T> for DataLoss<'_, T, F> {
+    fn value_and_cot(&self, _sim: &Simulation<T>, state: &State<T>, disp_cot: &mut [[T; 3]], _mom_cot: &mut [[T; 3]]) -> f64 {
+        let delta = self.post.density(state);
+        let mut delta_cot = vec![T::zero(); delta.len()];
+        let loss = (self.f)(&delta, &mut delta_cot);
+        // δ = paint·m_d³/N_p − 1: the paint cotangent is δ̄·m_d³/N_p (docs/adjoint.md eq. S6).
+        let scale = T::of(delta.len() as f64 / state.disp.len() as f64);
+        delta_cot.iter_mut().for_each(|v| *v *= scale);
+        self.post.cic.paint_vjp_pos(&state.disp, None, &delta_cot, disp_cot);
+        loss
+    }
+}
+
 fn check_scale(what: &str, r: f64) -> Result<()> {
     if !(r.is_finite() && r >= 0.0) {
         return Err(Error::invalid(what, r, "a Gaussian smoothing scale ≥ 0 in Mpc/h (0: none)"));
@@ -192,20 +224,35 @@ impl<T: Real> Posterior<T> {
     /// The posterior of white noise given `observed` (δ_obs on `sim`'s force mesh, m³ C order),
     /// the `noise` model and the data smoothing scale `data_smoothing` (R_d, Mpc/h; 0 for none).
     /// The annealing scale starts at R = 0 (the exact posterior); see [`Posterior::set_anneal`].
+    /// [`Posterior::on_mesh`] takes data on another mesh.
     ///
     /// # Errors
     /// [`Error::Shape`] if `observed` does not have m³ values, [`Error::NonFinite`] for NaN/Inf in
     /// it, [`Error::Invalid`] for σ ≤ 0, a bad noise table or a negative smoothing scale.
     pub fn new(sim: &Simulation<T>, observed: &[T], noise: NoiseModel, data_smoothing: f64) -> Result<Self> {
+        Self::on_mesh(sim, sim.config().box_.mesh, observed, noise, data_smoothing)
+    }
+
+    /// The posterior of white noise given `observed`, the CIC density contrast of the final
+    /// particles on a data mesh of `data_mesh`³ cells spanning the box (C order, cell-centred
+    /// like the force mesh), plus noise: as [`Posterior::new`], with the model density painted
+    /// on that mesh instead of the force mesh (docs/reconstruction.md eq. X1). The data mesh need
+    /// not be a multiple of the particle grid.
+    ///
+    /// # Errors
+    /// As [`Posterior::new`], and [`Error::Invalid`] for `data_mesh` < 2 or > 4096.
+    pub fn on_mesh(sim: &Simulation<T>, data_mesh: usize, observed: &[T], noise: NoiseModel, data_smoothing: f64) -> Result<Self> {
+        check_data_mesh(data_mesh)?;
         let b = &sim.config().box_;
-        let geom = MeshGeom::new(b.mesh, b.size);
-        Error::check_array("observed density", observed, geom.n_cells(), "box.mesh³")?;
+        let geom = MeshGeom::new(data_mesh, b.size);
+        Error::check_array("observed density", observed, geom.n_cells(), "(data mesh)³")?;
         noise.validate()?;
         check_scale("data smoothing", data_smoothing)?;
         let fft = Fft3::new(geom.m);
         let mut observed_k = vec![C::<T>::default(); fft.complex_len()];
         fft.forward(&mut observed.to_vec(), &mut observed_k);
         let mut p = Posterior {
+            cic: Cic::new(b.particles, data_mesh, b.size),
             geom,
             fft,
             observed_k,
@@ -219,6 +266,47 @@ impl<T: Real> Posterior<T> {
         };
         p.build_kernel();
         Ok(p)
+    }
+
+    /// The same posterior at annealing scale `anneal` (Mpc/h), without preconditioning, cosmology
+    /// fit or Laplace weights.
+    fn at_anneal(&self, anneal: f64) -> Self {
+        let mut p = Posterior {
+            geom: self.geom.clone(),
+            cic: self.cic.clone(),
+            fft: Fft3::new(self.geom.m),
+            observed_k: self.observed_k.clone(),
+            noise: self.noise.clone(),
+            data_smoothing: self.data_smoothing,
+            anneal,
+            kernel: Vec::new(),
+            precondition: Preconditioning::Off,
+            fit: None,
+            laplace_weights: None,
+        };
+        p.build_kernel();
+        p
+    }
+
+    /// Cells per side of the data mesh.
+    pub fn data_mesh(&self) -> usize {
+        self.geom.m
+    }
+
+    /// The CIC density contrast of `state`'s particles on the data mesh (m_d³, C order, mean 0):
+    /// the model density δ(w) of eq. X1 before the smoothing S.
+    pub fn density(&self, state: &State<T>) -> Vec<T> {
+        let m = self.geom.m;
+        let mut d = vec![T::zero(); m * m * m];
+        self.cic.density_contrast(&state.disp, &mut d, &mut Default::default());
+        d
+    }
+
+    /// A loss of the final state through the model density on the data mesh: `f(δ, δ̄)` returns
+    /// L(δ) and adds ∂L/∂δ to δ̄; the cotangent is pulled back to the displacements as in
+    /// docs/adjoint.md eq. S6 (δ = paint·m_d³/N_p − 1).
+    fn data_loss<F: Fn(&[T], &mut [T]) -> f64>(&self, f: F) -> DataLoss<'_, T, F> {
+        DataLoss { post: self, f }
     }
 
     fn build_kernel(&mut self) {
@@ -471,7 +559,7 @@ impl<T: Real> Posterior<T> {
     /// first two outputs). With `opts.cosmology` the cosmology gradient is of the likelihood (the
     /// prior on w does not depend on it).
     pub fn value_and_grad(&self, sim: &mut Simulation<T>, w: &[T], opts: &GradOptions) -> Result<(f64, Vec<f64>, Gradients<T>)> {
-        let loss = DensityLoss::new(|d: &[T], c: &mut [T]| self.chi2_half_and_cot(d, c));
+        let loss = self.data_loss(|d: &[T], c: &mut [T]| self.chi2_half_and_cot(d, c));
         let g = value_and_grad(sim, w, &Objective::final_state(&loss), opts)?;
         let prior: f64 = 0.5 * w.iter().map(|v| v.f64() * v.f64()).sum::<f64>();
         let grad: Vec<f64> = g.white_noise.iter().zip(w).map(|(a, b)| a.f64() + b.f64()).collect();
@@ -620,10 +708,25 @@ impl Preconditioner {
 /// averaged over the modes of each shell s = round(|k|/k_f) of the lattice (eq. X6; index = s),
 /// from one adjoint run with a random data-space probe ([`Preconditioner::measured`]).
 pub(crate) fn measured_curvature<T: Real>(sim: &mut Simulation<T>, posterior: &Posterior<T>, w: &[f64]) -> Result<Vec<f64>> {
+    let g = probe_gradient(sim, posterior, w, PROBE_SEED)?;
+    // Per shell of width k_f: the mean of |ĝ(k)|²/n³ over its modes.
+    let lat = sim.lattice();
+    let n3 = lat.n_cells() as f64;
+    let fft_w = Fft3::<f64>::new(lat.m);
+    let mut gk = vec![C::<f64>::default(); fft_w.complex_len()];
+    fft_w.forward(&mut g.clone(), &mut gk);
+    let sum = shell_sums(&lat.radial_sum(|i| gk[i].norm_sqr() / n3));
+    let count = shell_sums(&lat.radial_sum(|_| 1.0));
+    Ok(sum.iter().zip(&count).map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 }).collect())
+}
+
+/// g = Jᵀ z with z = (S C_R⁻¹ S)^{1/2} ξ, ξ unit Gaussian on the data mesh from `seed`: a
+/// random vector with E[g gᵀ] = the Gauss–Newton Hessian of ½χ²_R at `w` (eq. X6).
+fn probe_gradient<T: Real>(sim: &mut Simulation<T>, posterior: &Posterior<T>, w: &[f64], seed: u64) -> Result<Vec<f64>> {
     let (g, fft) = (&posterior.geom, &posterior.fft);
     let nm = g.n_cells();
     // z = (S C_R⁻¹ S)^{1/2} ξ: the quadratic form of ½χ² is (1/m³) Σ_k S² W_R²/σ² |δ̃_k|² (eq. X2).
-    let mut xi: Vec<T> = (0..nm as u64).into_par_iter().map(|i| T::of(gaussian(PROBE_SEED, i))).collect();
+    let mut xi: Vec<T> = (0..nm as u64).into_par_iter().map(|i| T::of(gaussian(seed, i))).collect();
     let mut xk = vec![C::<T>::default(); fft.complex_len()];
     fft.forward(&mut xi, &mut xk);
     xk.par_iter_mut()
@@ -631,21 +734,13 @@ pub(crate) fn measured_curvature<T: Real>(sim: &mut Simulation<T>, posterior: &P
         .for_each(|(z, &(s, kern))| *z *= T::of(s * kern.sqrt() / nm as f64));
     let mut z = vec![T::zero(); nm];
     fft.inverse(&mut xk, &mut z);
-    let loss = DensityLoss::new(|d: &[T], c: &mut [T]| {
+    let loss = posterior.data_loss(|d: &[T], c: &mut [T]| {
         c.iter_mut().zip(&z).for_each(|(a, b)| *a += *b);
         d.iter().zip(&z).map(|(a, b)| a.f64() * b.f64()).sum::<f64>()
     });
     let wt: Vec<T> = w.iter().map(|&v| T::of(v)).collect();
     let jz = value_and_grad(sim, &wt, &Objective::final_state(&loss), &GradOptions::default())?;
-    // Per shell of width k_f: the mean of |ĝ(k)|²/n³ over its modes.
-    let lat = sim.lattice();
-    let n3 = lat.n_cells() as f64;
-    let fft_w = Fft3::<f64>::new(lat.m);
-    let mut gk = vec![C::<f64>::default(); fft_w.complex_len()];
-    fft_w.forward(&mut jz.white_noise.iter().map(|v| v.f64()).collect::<Vec<f64>>(), &mut gk);
-    let sum = shell_sums(&lat.radial_sum(|i| gk[i].norm_sqr() / n3));
-    let count = shell_sums(&lat.radial_sum(|_| 1.0));
-    Ok(sum.iter().zip(&count).map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 }).collect())
+    Ok(jz.white_noise.iter().map(|v| v.f64()).collect())
 }
 
 /// Sums the radial bins j = |ν|² of [`MeshGeom::radial_sum`] into shells s = round(sqrt(j)) of
@@ -662,25 +757,31 @@ pub(crate) fn shell_sums(bins: &[f64]) -> Vec<f64> {
 /// Seed of the data-space probe of [`Preconditioner::measured`].
 const PROBE_SEED: u64 = 0x70726f6265; // "probe"
 
-/// A mock observation: `S δ(w_true) + n` with the noise drawn from `noise_seed` (counter-based,
-/// independent of the thread count). Returns `(observed, S δ(w_true))`, both m³ on `sim`'s mesh.
+/// A mock observation: `S δ(w_true) + n` on a data mesh of `data_mesh`³ cells (the CIC density
+/// contrast of the final particles, as [`Posterior::on_mesh`] models it), with the noise drawn
+/// from `noise_seed` (counter-based, independent of the thread count). Returns
+/// `(observed, S δ(w_true))`, both `data_mesh`³.
 ///
 /// # Errors
-/// Those of [`Posterior::new`]'s noise checks and of the forward run.
+/// Those of [`Posterior::new`]'s noise checks, a data mesh outside 2..=4096, and those of the
+/// forward run.
 pub fn mock_observation<T: Real>(
     sim: &mut Simulation<T>,
     w_true: &[T],
     noise: &NoiseModel,
     data_smoothing: f64,
+    data_mesh: usize,
     noise_seed: u64,
 ) -> Result<(Vec<T>, Vec<T>)> {
     noise.validate()?;
     check_scale("data smoothing", data_smoothing)?;
+    check_data_mesh(data_mesh)?;
     let mut state = sim.initial_conditions(w_true.to_vec())?;
     sim.run(&mut state, |_| Ok(()))?;
-    let delta = sim.density(&state);
     let b = &sim.config().box_;
-    let geom = MeshGeom::new(b.mesh, b.size);
+    let geom = MeshGeom::new(data_mesh, b.size);
+    let mut delta = vec![T::zero(); geom.n_cells()];
+    Cic::new(b.particles, data_mesh, b.size).density_contrast(&state.disp, &mut delta, &mut Default::default());
     let fft = Fft3::<T>::new(geom.m);
     let n = geom.n_cells();
     // Unit white noise per cell, coloured by σ(k) = sqrt(P_N(k)/V_cell) in Fourier space, and the
@@ -706,6 +807,66 @@ pub fn mock_observation<T: Real>(
     signal.iter_mut().for_each(|v| *v *= inv_n);
     let observed: Vec<T> = signal.iter().zip(&noise_x).map(|(s, e)| *s + *e * inv_n).collect();
     Ok((observed, signal))
+}
+
+/// The linear-theory Wiener reconstruction of a mock, with the mock's own noise realisation
+/// (docs/reconstruction.md eq. W1): the estimate of the linear density that the maximum of the
+/// posterior would be if the data were linear in it. Per mode k of the particle lattice,
+///
+/// `δ̂_W(k) = P₁ g S W / (P₁ g² S² W² + P_N) · (g S W δ_L(k) + n(k))`,
+///
+/// with δ_L = `linear_true` (the true linear density contrast on the lattice at a = 1, as
+/// `linear_density.npy`; n³ C order), n = `noise` (the realisation's noise on the data mesh,
+/// m_d³, restricted to the lattice modes), P₁(k) the linear power at a = 1, g = D(a_stop)/D(1)
+/// (so that g² P₁ = P_L(k, a_stop)), S the data smoothing, W the data mesh's CIC window and
+/// P_N(k) = σ²(k) V_cell the noise power: the Wiener filter W_F = C_{δd} C_{dd}⁻¹ of the linear
+/// data model d = g S W δ_L + n. Lattice modes beyond the data mesh's Nyquist
+/// frequency carry no data and get 0. Comparing a reconstruction with δ̂_W mode by mode removes
+/// the scatter of one realisation's noise from the comparison with the Wiener expectation.
+/// Returns δ̂_W on the lattice (n³, C order).
+///
+/// # Panics
+/// If `linear_true` does not have n³ values or `noise` m_d³ values (a caller's bug).
+#[track_caller]
+pub fn linear_wiener<T: Real>(sim: &Simulation<T>, posterior: &Posterior<T>, linear_true: &[T], noise: &[T]) -> Vec<T> {
+    let lat = sim.lattice();
+    let (n, md) = (lat.m, posterior.geom.m);
+    assert_eq!(linear_true.len(), n * n * n, "linear_wiener: linear field length");
+    assert_eq!(noise.len(), md * md * md, "linear_wiener: noise length");
+    let (fft_n, fft_m) = (sim.fft_lattice(), &posterior.fft);
+    let mut dk = vec![C::<T>::default(); fft_n.complex_len()];
+    fft_n.forward(&mut linear_true.to_vec(), &mut dk);
+    let mut nk = vec![C::<T>::default(); fft_m.complex_len()];
+    fft_m.forward(&mut noise.to_vec(), &mut nk);
+    let a = sim.config().time.a_stop;
+    let vcell = posterior.geom.cell().powi(3);
+    let rd = posterior.data_smoothing;
+    // DFT normalisations: a mode of amplitude δ_k is n³ δ_k on the lattice and m_d³ δ_k on the mesh.
+    let to_lattice = (n as f64 / md as f64).powi(3);
+    let (nc, mc) = (n / 2 + 1, md / 2 + 1);
+    dk.par_iter_mut().enumerate().for_each(|(i, z)| {
+        let (ix, iy, iz) = (i / (n * nc), (i / nc) % n, i % nc);
+        let nu = [lat.freq[ix], lat.freq[iy], iz as i64];
+        let k = (lat.k_of(ix).powi(2) + lat.k_of(iy).powi(2) + lat.kz_of(iz).powi(2)).sqrt();
+        if k == 0.0 || nu.iter().any(|&v| 2 * v.unsigned_abs() as usize >= md) {
+            *z = C::default();
+            return;
+        }
+        let idx = |v: i64| v.rem_euclid(md as i64) as usize;
+        let noise_k = nk[idx(nu[0]) * md * mc + idx(nu[1]) * mc + nu[2] as usize];
+        let w: f64 = nu.iter().map(|&v| cic_window(v as f64, md)).product();
+        let sw = (-0.5 * k * k * rd * rd).exp() * w;
+        let (p1, ps) = (sim.p_linear(k, 1.0), sim.p_linear(k, a));
+        let g = (ps / p1).sqrt();
+        let pn = posterior.noise.variance(k, vcell) * vcell;
+        let f = p1 * g * sw / (ps * sw * sw + pn);
+        *z = (*z * T::of(g * sw) + noise_k * T::of(to_lattice)) * T::of(f);
+    });
+    let mut out = vec![T::zero(); n * n * n];
+    fft_n.inverse(&mut dk, &mut out);
+    let inv = T::of(1.0 / (n * n * n) as f64);
+    out.iter_mut().for_each(|v| *v *= inv);
+    out
 }
 
 /// One stage of the annealing schedule: L-BFGS iterations at a fixed residual smoothing scale.
@@ -932,7 +1093,7 @@ impl<T: Real> StageObjective<'_, T> {
         let w: Vec<T> = wv.iter().map(|&v| T::of(v)).collect();
         let chi_exact = Cell::new(0.0f64);
         let (post, exact_post) = (self.post, &self.exact_post);
-        let loss = DensityLoss::new(|d: &[T], c: &mut [T]| {
+        let loss = post.data_loss(|d: &[T], c: &mut [T]| {
             let v = post.chi2_half_and_cot(d, c);
             chi_exact.set(match exact_post {
                 Some(p) => p.chi2_half_and_cot(d, &mut vec![T::zero(); d.len()]),
@@ -1057,22 +1218,7 @@ pub fn reconstruct<T: Real>(
             u0.extend([0.0, 0.0]);
         }
         let post: &Posterior<T> = posterior;
-        let exact_post = (st.smoothing != 0.0).then(|| {
-            let mut p = Posterior {
-                geom: post.geom.clone(),
-                fft: Fft3::new(post.geom.m),
-                observed_k: post.observed_k.clone(),
-                noise: post.noise.clone(),
-                data_smoothing: post.data_smoothing,
-                anneal: 0.0,
-                kernel: Vec::new(),
-                precondition: Preconditioning::Off,
-                fit: None,
-                laplace_weights: None,
-            };
-            p.build_kernel();
-            p
-        });
+        let exact_post = (st.smoothing != 0.0).then(|| post.at_anneal(0.0));
         let obj = std::cell::RefCell::new(StageObjective {
             sim: &mut *sim,
             post,
@@ -1173,8 +1319,9 @@ pub fn calibrate_laplace_weights<T: Real>(
 ) -> Result<Vec<f64>> {
     let n = sim.config().box_.particles;
     let w_c: Vec<T> = (0..(n * n * n) as u64).into_par_iter().map(|i| T::of(gaussian(seed, i))).collect();
-    let (obs, _) = mock_observation(sim, &w_c, &posterior.noise, posterior.data_smoothing, seed.wrapping_add(1))?;
-    let mut post = Posterior::new(sim, &obs, posterior.noise.clone(), posterior.data_smoothing)?;
+    let md = posterior.data_mesh();
+    let (obs, _) = mock_observation(sim, &w_c, &posterior.noise, posterior.data_smoothing, md, seed.wrapping_add(1))?;
+    let mut post = Posterior::on_mesh(sim, md, &obs, posterior.noise.clone(), posterior.data_smoothing)?;
     post.set_preconditioning(posterior.precondition);
     let r = reconstruct(sim, &mut post, &vec![T::zero(); n * n * n], schedule, lbfgs_opts, progress)?;
     let lat = sim.lattice().clone();
@@ -1265,22 +1412,26 @@ mod tests {
     fn posterior_gradient_matches_finite_differences() {
         let mut sim = tiny(2);
         let w_true = sim.white_noise();
-        let (obs, _) = mock_observation(&mut sim, &w_true, &NoiseModel::White { sigma: 0.5 }, 2.0, 9).unwrap();
+        let md = sim.config().box_.mesh;
+        let (obs, _) = mock_observation(&mut sim, &w_true, &NoiseModel::White { sigma: 0.5 }, 2.0, md, 9).unwrap();
         let mut post = Posterior::new(&sim, &obs, NoiseModel::White { sigma: 0.5 }, 2.0).unwrap();
         post.set_anneal(4.0).unwrap();
+        gradient_matches_differences(&post, 2, &w_true, 20);
+    }
+
+    /// Checks ∇(−ln p) of `post` on `tiny(sim_seed)` against central differences (f64, two random
+    /// directions, seeds from `seed`) at a point between the truth and random noise.
+    fn gradient_matches_differences(post: &Posterior<f64>, sim_seed: u64, w_true: &[f64], seed: u64) {
         let w0: Vec<f64> = w_true
             .iter()
-            .zip(rand_field::<f64>(w_true.len(), 77))
+            .zip(rand_field::<f64>(w_true.len(), 57 + seed))
             .map(|(a, b)| 0.5 * a + 0.3 * b)
             .collect();
-        let (_, grad, g) = post.value_and_grad(&mut sim, &w0, &GradOptions::default()).unwrap();
+        let (_, grad, g) = post.value_and_grad(&mut tiny(sim_seed), &w0, &GradOptions::default()).unwrap();
         assert!(g.reversal_error < 1e-10);
-        let f = |x: &[f64]| {
-            let mut s = tiny(2);
-            post.value_and_grad(&mut s, x, &GradOptions::default()).unwrap().0
-        };
+        let f = |x: &[f64]| post.value_and_grad(&mut tiny(sim_seed), x, &GradOptions::default()).unwrap().0;
         for s in 0..2 {
-            fd_check_flat(&f, &w0, &grad, 1e-5, 1e-6, 20 + s);
+            fd_check_flat(&f, &w0, &grad, 1e-5, 1e-6, seed + s);
         }
     }
 
@@ -1293,7 +1444,8 @@ mod tests {
         let mut sim = Simulation::<f64>::new(&c).unwrap();
         let w = sim.white_noise();
         let sigma = 2.0;
-        let (obs, sig) = mock_observation(&mut sim, &w, &NoiseModel::White { sigma }, 0.0, 4).unwrap();
+        let md = sim.config().box_.mesh;
+        let (obs, sig) = mock_observation(&mut sim, &w, &NoiseModel::White { sigma }, 0.0, md, 4).unwrap();
         let n = obs.len() as f64;
         let var = obs.iter().zip(&sig).map(|(o, s)| (o - s).powi(2)).sum::<f64>() / n;
         // Relative standard error of a variance from 32768 Gaussian samples: sqrt(2/N) ≈ 0.8 %.
@@ -1302,7 +1454,7 @@ mod tests {
             k: vec![0.05, 3.0],
             p: vec![400.0, 4.0],
         };
-        let (obs, sig) = mock_observation(&mut sim, &w, &table, 0.0, 5).unwrap();
+        let (obs, sig) = mock_observation(&mut sim, &w, &table, 0.0, md, 5).unwrap();
         let noise: Vec<f64> = obs.iter().zip(&sig).map(|(o, s)| o - s).collect();
         let ps = pm_core::power::power_spectrum(&noise, &MeshGeom::new(32, 64.0), &Fft3::new(32), pm_core::power::Deconvolve::None);
         let vcell = (64.0f64 / 32.0).powi(3);
@@ -1344,6 +1496,105 @@ mod tests {
         assert!(e.to_string().contains("data smoothing"), "{e}");
         let mut p = Posterior::new(&sim, &vec![0.0; n], NoiseModel::White { sigma: 1.0 }, 0.0).unwrap();
         assert!(p.set_anneal(f64::INFINITY).is_err());
+        // A data mesh outside 2..=4096 cells, and data of the wrong size for the one named.
+        for md in [0, 1, 5000] {
+            let e = Posterior::on_mesh(&sim, md, &[0.0; 8], NoiseModel::White { sigma: 1.0 }, 0.0).unwrap_err();
+            assert!(e.to_string().contains("data mesh"), "{e}");
+            let mut s = tiny(1);
+            let w = s.white_noise();
+            let e = mock_observation(&mut s, &w, &NoiseModel::White { sigma: 1.0 }, 0.0, md, 1).unwrap_err();
+            assert!(e.to_string().contains("data mesh"), "{e}");
+        }
+        let e = Posterior::on_mesh(&sim, 12, &vec![0.0; n], NoiseModel::White { sigma: 1.0 }, 0.0).unwrap_err();
+        assert!(matches!(e, Error::Shape { .. }) && e.to_string().contains("data mesh"), "{e}");
+    }
+
+    /// Data on a mesh that is neither the force mesh nor a multiple of the particle grid (12³
+    /// cells for 8³ particles and a 16³ force mesh): the mock is the CIC density contrast of the
+    /// final particles on that mesh, `Posterior::density` paints the same, and the gradient of
+    /// −ln posterior through the simulation matches central differences (f64).
+    #[test]
+    fn posterior_on_another_data_mesh() {
+        let mut sim = tiny(3);
+        let w_true = sim.white_noise();
+        let md = 12;
+        let (obs, sig) = mock_observation(&mut sim, &w_true, &NoiseModel::White { sigma: 0.3 }, 0.0, md, 5).unwrap();
+        assert_eq!((obs.len(), sig.len()), (md * md * md, md * md * md));
+        let mut st = sim.initial_conditions(w_true.clone()).unwrap();
+        sim.run(&mut st, |_| Ok(())).unwrap();
+        let mut direct = vec![0.0; md * md * md];
+        Cic::new(8, md, 64.0).density_contrast(&st.disp, &mut direct, &mut Default::default());
+        assert!(sig.iter().zip(&direct).all(|(a, b)| (a - b).abs() < 1e-12));
+        // Mass conservation on the data mesh, and data that differ from the force-mesh density.
+        assert!(direct.iter().sum::<f64>().abs() < 1e-9);
+        assert_ne!(direct.len(), sim.density(&st).len());
+        let mut post = Posterior::on_mesh(&sim, md, &obs, NoiseModel::White { sigma: 0.3 }, 1.0).unwrap();
+        assert_eq!(post.data_mesh(), md);
+        assert_eq!(post.density(&st), direct);
+        post.set_anneal(3.0).unwrap();
+        gradient_matches_differences(&post, 3, &w_true, 30);
+    }
+
+    /// The linear Wiener filter (eq. W1) multiplies each lattice mode of g S W δ_L + n by
+    /// P₁ g S W/(P₁ g² S² W² + P_N), written out here from its definition: checked on one Fourier
+    /// mode of δ_L without noise, on one mode of noise alone (given on the data mesh), and on a
+    /// lattice mode beyond the data mesh's Nyquist frequency, which carries no data (0).
+    #[test]
+    fn linear_wiener_filters_each_mode_by_its_signal_to_noise() {
+        let mut c = Config::default();
+        (c.box_.particles, c.box_.mesh, c.box_.size, c.time.steps) = (8, 16, 64.0, 2);
+        c.time.a_stop = 0.5;
+        let sim = Simulation::<f64>::new(&c).unwrap();
+        let (n, l, sigma, rd) = (8usize, 64.0, 0.4, 3.0);
+        let cosine = |m: usize, nu: [usize; 3]| -> Vec<f64> {
+            (0..m * m * m)
+                .map(|i| {
+                    let x = [i / (m * m), (i / m) % m, i % m];
+                    let ph: f64 = (0..3).map(|d| (nu[d] * x[d]) as f64 / m as f64).sum();
+                    (2.0 * std::f64::consts::PI * ph).cos()
+                })
+                .collect()
+        };
+        // The factor of one mode ν (integer frequencies) on a data mesh of md cells.
+        let factor = |nu: [usize; 3], md: usize| -> (f64, f64) {
+            let k = 2.0 * std::f64::consts::PI / l * ((nu[0] * nu[0] + nu[1] * nu[1] + nu[2] * nu[2]) as f64).sqrt();
+            let w: f64 = nu
+                .iter()
+                .map(|&v| {
+                    let x = std::f64::consts::PI * v as f64 / md as f64;
+                    if x == 0.0 {
+                        1.0
+                    } else {
+                        (x.sin() / x).powi(2)
+                    }
+                })
+                .product();
+            let sw = (-0.5 * k * k * rd * rd).exp() * w;
+            let g = sim.growth().d1(0.5) / sim.growth().d1(1.0);
+            let p1 = sim.p_linear(k, 1.0);
+            let pn = sigma * sigma * (l / md as f64).powi(3);
+            let f = p1 * g * sw / (p1 * g * g * sw * sw + pn);
+            (f * g * sw, f) // (signal gain, noise gain)
+        };
+        for md in [12usize, 16] {
+            let post = Posterior::on_mesh(&sim, md, &vec![0.0; md * md * md], NoiseModel::White { sigma }, rd).unwrap();
+            let nu = [1, 2, 0];
+            let (gain, _) = factor(nu, md);
+            let out = linear_wiener(&sim, &post, &cosine(n, nu), &vec![0.0; md * md * md]);
+            for (o, x) in out.iter().zip(cosine(n, nu)) {
+                assert!((o - gain * x).abs() < 1e-12, "signal, md {md}: {o} vs {}", gain * x);
+            }
+            let nu = [2, 0, 1];
+            let out = linear_wiener(&sim, &post, &vec![0.0; n * n * n], &cosine(md, nu));
+            let (_, f2) = factor(nu, md);
+            for (o, x) in out.iter().zip(cosine(n, nu)) {
+                assert!((o - f2 * x).abs() < 1e-12, "noise, md {md}: {o} vs {}", f2 * x);
+            }
+        }
+        // A 6³ data mesh has no mode at |ν| = 3 along an axis.
+        let post = Posterior::on_mesh(&sim, 6, &[0.0; 216], NoiseModel::White { sigma }, rd).unwrap();
+        let out = linear_wiener(&sim, &post, &cosine(n, [3, 0, 0]), &[0.0; 216]);
+        assert!(out.iter().all(|v| v.abs() < 1e-14));
     }
 
     #[test]
@@ -1403,7 +1654,8 @@ mod tests {
         let mut sim = tiny(4);
         let w_true = sim.white_noise();
         let noise = NoiseModel::White { sigma: 0.2 };
-        let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, 2).unwrap();
+        let md = sim.config().box_.mesh;
+        let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, md, 2).unwrap();
         let post = Posterior::new(&sim, &obs, noise, 0.0).unwrap();
         let pc = Preconditioner::linear(&sim, &post);
         let u: Vec<f64> = rand_field::<f64>(w_true.len(), 9).iter().map(|v| 0.5 * v).collect();
@@ -1511,7 +1763,8 @@ mod tests {
         let mut sim = tiny(3);
         let w_true = sim.white_noise();
         let noise = NoiseModel::White { sigma: 0.3 };
-        let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, 1).unwrap();
+        let md = sim.config().box_.mesh;
+        let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, md, 1).unwrap();
         let mut post = Posterior::new(&sim, &obs, noise, 0.0).unwrap();
         post.set_preconditioning(precondition);
         let schedule = [
@@ -1630,7 +1883,8 @@ mod tests {
             let mut sim = tiny(5);
             let w_true = sim.white_noise();
             let noise = NoiseModel::White { sigma: 0.4 };
-            let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, 3).unwrap();
+            let md = sim.config().box_.mesh;
+            let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, md, 3).unwrap();
             let mut post = Posterior::new(&sim, &obs, noise, 0.0).unwrap();
             post.set_anneal(2.0).unwrap();
             let theta_s = [0.33, 0.78];
@@ -1692,7 +1946,8 @@ mod tests {
         let mut sim = Simulation::<f64>::new(&c).unwrap();
         let w_true = sim.white_noise();
         let noise = NoiseModel::White { sigma: 4.0 };
-        let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, 8).unwrap();
+        let md = sim.config().box_.mesh;
+        let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, md, 8).unwrap();
         let mut post = Posterior::new(&sim, &obs, noise, 0.0).unwrap();
         post.set_preconditioning(Preconditioning::Linear);
         let start = [truth[0] + 0.05, truth[1] - 0.05];

@@ -30,7 +30,7 @@ use pm_core::config::Config;
 use pm_core::error::{Error, Result};
 use pm_core::fft::Fft3;
 use pm_core::float::{Real, C};
-use pm_core::loss::Loss;
+use pm_core::loss::DensityLoss;
 use pm_core::mesh::MeshGeom;
 use pm_core::noise::gaussian;
 use pm_core::power::cic_window;
@@ -194,25 +194,6 @@ fn check_data_mesh(m: usize) -> Result<()> {
     Ok(())
 }
 
-/// The loss of [`Posterior::data_loss`]: a closure of the model density on the data mesh.
-struct DataLoss<'a, T: Real, F> {
-    post: &'a Posterior<T>,
-    f: F,
-}
-
-impl<T: Real, F: Fn(&[T], &mut [T]) -> f64> Loss<T> for DataLoss<'_, T, F> {
-    fn value_and_cot(&self, _sim: &Simulation<T>, state: &State<T>, disp_cot: &mut [[T; 3]], _mom_cot: &mut [[T; 3]]) -> f64 {
-        let delta = self.post.density(state);
-        let mut delta_cot = vec![T::zero(); delta.len()];
-        let loss = (self.f)(&delta, &mut delta_cot);
-        // δ = paint·m_d³/N_p − 1: the paint cotangent is δ̄·m_d³/N_p (docs/adjoint.md eq. S6).
-        let scale = T::of(delta.len() as f64 / state.disp.len() as f64);
-        delta_cot.iter_mut().for_each(|v| *v *= scale);
-        self.post.cic.paint_vjp_pos(&state.disp, None, &delta_cot, disp_cot);
-        loss
-    }
-}
-
 fn check_scale(what: &str, r: f64) -> Result<()> {
     if !(r.is_finite() && r >= 0.0) {
         return Err(Error::invalid(what, r, "a Gaussian smoothing scale ≥ 0 in Mpc/h (0: none)"));
@@ -302,11 +283,10 @@ impl<T: Real> Posterior<T> {
         d
     }
 
-    /// A loss of the final state through the model density on the data mesh: `f(δ, δ̄)` returns
-    /// L(δ) and adds ∂L/∂δ to δ̄; the cotangent is pulled back to the displacements as in
-    /// docs/adjoint.md eq. S6 (δ = paint·m_d³/N_p − 1).
-    fn data_loss<F: Fn(&[T], &mut [T]) -> f64>(&self, f: F) -> DataLoss<'_, T, F> {
-        DataLoss { post: self, f }
+    /// A loss of the final state through the model density on the data mesh
+    /// ([`DensityLoss::on_mesh`]): `f(δ, δ̄)` returns L(δ) and adds ∂L/∂δ to δ̄.
+    fn data_loss<F: Fn(&[T], &mut [T]) -> f64>(&self, f: F) -> DensityLoss<F> {
+        DensityLoss::on_mesh(self.cic.clone(), f)
     }
 
     fn build_kernel(&mut self) {
@@ -708,25 +688,10 @@ impl Preconditioner {
 /// averaged over the modes of each shell s = round(|k|/k_f) of the lattice (eq. X6; index = s),
 /// from one adjoint run with a random data-space probe ([`Preconditioner::measured`]).
 pub(crate) fn measured_curvature<T: Real>(sim: &mut Simulation<T>, posterior: &Posterior<T>, w: &[f64]) -> Result<Vec<f64>> {
-    let g = probe_gradient(sim, posterior, w, PROBE_SEED)?;
-    // Per shell of width k_f: the mean of |ĝ(k)|²/n³ over its modes.
-    let lat = sim.lattice();
-    let n3 = lat.n_cells() as f64;
-    let fft_w = Fft3::<f64>::new(lat.m);
-    let mut gk = vec![C::<f64>::default(); fft_w.complex_len()];
-    fft_w.forward(&mut g.clone(), &mut gk);
-    let sum = shell_sums(&lat.radial_sum(|i| gk[i].norm_sqr() / n3));
-    let count = shell_sums(&lat.radial_sum(|_| 1.0));
-    Ok(sum.iter().zip(&count).map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 }).collect())
-}
-
-/// g = Jᵀ z with z = (S C_R⁻¹ S)^{1/2} ξ, ξ unit Gaussian on the data mesh from `seed`: a
-/// random vector with E[g gᵀ] = the Gauss–Newton Hessian of ½χ²_R at `w` (eq. X6).
-fn probe_gradient<T: Real>(sim: &mut Simulation<T>, posterior: &Posterior<T>, w: &[f64], seed: u64) -> Result<Vec<f64>> {
     let (g, fft) = (&posterior.geom, &posterior.fft);
     let nm = g.n_cells();
     // z = (S C_R⁻¹ S)^{1/2} ξ: the quadratic form of ½χ² is (1/m³) Σ_k S² W_R²/σ² |δ̃_k|² (eq. X2).
-    let mut xi: Vec<T> = (0..nm as u64).into_par_iter().map(|i| T::of(gaussian(seed, i))).collect();
+    let mut xi: Vec<T> = (0..nm as u64).into_par_iter().map(|i| T::of(gaussian(PROBE_SEED, i))).collect();
     let mut xk = vec![C::<T>::default(); fft.complex_len()];
     fft.forward(&mut xi, &mut xk);
     xk.par_iter_mut()
@@ -740,7 +705,15 @@ fn probe_gradient<T: Real>(sim: &mut Simulation<T>, posterior: &Posterior<T>, w:
     });
     let wt: Vec<T> = w.iter().map(|&v| T::of(v)).collect();
     let jz = value_and_grad(sim, &wt, &Objective::final_state(&loss), &GradOptions::default())?;
-    Ok(jz.white_noise.iter().map(|v| v.f64()).collect())
+    // Per shell of width k_f: the mean of |ĝ(k)|²/n³ over its modes.
+    let lat = sim.lattice();
+    let n3 = lat.n_cells() as f64;
+    let fft_w = Fft3::<f64>::new(lat.m);
+    let mut gk = vec![C::<f64>::default(); fft_w.complex_len()];
+    fft_w.forward(&mut jz.white_noise.iter().map(|v| v.f64()).collect::<Vec<f64>>(), &mut gk);
+    let sum = shell_sums(&lat.radial_sum(|i| gk[i].norm_sqr() / n3));
+    let count = shell_sums(&lat.radial_sum(|_| 1.0));
+    Ok(sum.iter().zip(&count).map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 }).collect())
 }
 
 /// Sums the radial bins j = |ν|² of [`MeshGeom::radial_sum`] into shells s = round(sqrt(j)) of

@@ -12,9 +12,12 @@
 //! `P̄_b = N_b ln(P_b/P_T,b)/P_b` (S5) → `δ̄ = power_spectrum_vjp(δ; P̄)` (S2) → the same pull-back
 //! to the displacements as the field MSE (S6).
 //!
-//! **User losses**: [`DensityLoss`] wraps a closure `L(δ)` that adds ∂L/∂δ, pulled back by S6;
+//! **User losses**: [`DensityLoss`] wraps a closure `L(δ)` that adds ∂L/∂δ, pulled back by S6
+//! (δ on the force mesh, or with [`DensityLoss::on_mesh`] on any mesh M³: δ = paint_M(s)·M³/N_p − 1
+//! and `s̄ += paint_vjp_pos_M(s; δ̄·M³/N_p)`);
 //! [`ParticleLoss`] wraps a closure `L(s, p)` that adds ∂L/∂s and ∂L/∂p directly (S7).
 
+use crate::cic::Cic;
 use crate::error::{Error, Result};
 use crate::float::Real;
 use crate::power::{power_spectrum, power_spectrum_vjp, spectrum_bins, Deconvolve, PowerSpectrum};
@@ -90,13 +93,19 @@ fn sim_deconvolve<T: Real>(sim: &Simulation<T>) -> Deconvolve {
     }
 }
 
-/// Pulls a cotangent of the final density contrast back to the displacements (docs/adjoint.md
-/// eq. S6): δ = paint(s)·M/N_p − 1, so `s̄ += paint_vjp_pos(s; δ̄·M/N_p)`. Scales `delta_cot` in
-/// place (M = m³ cells, N_p particles).
+/// Pulls a cotangent of the final density contrast on the force mesh back to the displacements
+/// (docs/adjoint.md eq. S6); see [`cot_to_disp`].
 fn density_cot_to_disp<T: Real>(sim: &Simulation<T>, state: &State<T>, delta_cot: &mut [T], disp_cot: &mut [[T; 3]]) {
+    cot_to_disp(sim.gravity().cic(), state, delta_cot, disp_cot);
+}
+
+/// Pulls a cotangent of the CIC density contrast on `cic`'s mesh back to the displacements
+/// (docs/adjoint.md eq. S6): δ = paint(s)·M/N_p − 1, so `s̄ += paint_vjp_pos(s; δ̄·M/N_p)`.
+/// Scales `delta_cot` in place (M cells, N_p particles).
+fn cot_to_disp<T: Real>(cic: &Cic, state: &State<T>, delta_cot: &mut [T], disp_cot: &mut [[T; 3]]) {
     let scale = T::of(delta_cot.len() as f64 / state.disp.len() as f64);
     delta_cot.iter_mut().for_each(|v| *v *= scale);
-    sim.gravity().cic().paint_vjp_pos(&state.disp, None, delta_cot, disp_cot);
+    cic.paint_vjp_pos(&state.disp, None, delta_cot, disp_cot);
 }
 
 /// Relative tolerance on the bin wavenumbers when a target spectrum is matched to a
@@ -287,10 +296,11 @@ impl<T: Real> Loss<T> for PowerLoss<T> {
 }
 
 /// A user loss of the final CIC density contrast δ on the force mesh (m³ cells, C order, as
-/// [`Simulation::density`] returns it), given as a closure `f(δ, δ̄) -> L` that returns L and
-/// **adds** ∂L/∂δ (per cell, units of L) to δ̄ (which the wrapper zeroes first). The wrapper pulls
-/// δ̄ back to the displacements through the CIC density (docs/adjoint.md eq. S6), as
-/// [`FieldMse`] does; the momenta do not enter. `Sync` when the closure is.
+/// [`Simulation::density`] returns it) or, with [`DensityLoss::on_mesh`], on another mesh
+/// spanning the box, given as a closure `f(δ, δ̄) -> L` that returns L and **adds** ∂L/∂δ (per
+/// cell, units of L) to δ̄ (which the wrapper zeroes first). The wrapper pulls δ̄ back to the
+/// displacements through the CIC density (docs/adjoint.md eq. S6), as [`FieldMse`] does; the
+/// momenta do not enter. `Sync` when the closure is.
 ///
 /// ```
 /// # use pm_core::loss::DensityLoss;
@@ -304,15 +314,27 @@ impl<T: Real> Loss<T> for PowerLoss<T> {
 #[derive(Clone)]
 pub struct DensityLoss<F> {
     f: F,
+    /// The CIC of the mesh δ lives on; `None`: the simulation's force mesh.
+    mesh: Option<Cic>,
 }
 
 impl<F> DensityLoss<F> {
-    /// Wraps `f(δ, δ̄) -> L` (see the type's documentation).
+    /// Wraps `f(δ, δ̄) -> L` on the force mesh (see the type's documentation).
     pub fn new<T: Real>(f: F) -> Self
     where
         F: Fn(&[T], &mut [T]) -> f64,
     {
-        DensityLoss { f }
+        DensityLoss { f, mesh: None }
+    }
+
+    /// Wraps `f(δ, δ̄) -> L` with δ the CIC density contrast on the mesh of `cic` (its M³ cells
+    /// spanning the box, cell-centred like the force mesh; built for the simulation's particle
+    /// lattice and box, e.g. `Cic::new(n, M, L)`).
+    pub fn on_mesh<T: Real>(cic: Cic, f: F) -> Self
+    where
+        F: Fn(&[T], &mut [T]) -> f64,
+    {
+        DensityLoss { f, mesh: Some(cic) }
     }
 }
 
@@ -324,10 +346,13 @@ impl<F> std::fmt::Debug for DensityLoss<F> {
 
 impl<T: Real, F: Fn(&[T], &mut [T]) -> f64> Loss<T> for DensityLoss<F> {
     fn value_and_cot(&self, sim: &Simulation<T>, state: &State<T>, disp_cot: &mut [[T; 3]], _mom_cot: &mut [[T; 3]]) -> f64 {
-        let delta = sim.density(state);
+        let cic = self.mesh.as_ref().unwrap_or(sim.gravity().cic());
+        let m = cic.m();
+        let mut delta = vec![T::zero(); m * m * m];
+        cic.density_contrast(&state.disp, &mut delta, &mut Default::default());
         let mut delta_cot = vec![T::zero(); delta.len()];
         let loss = (self.f)(&delta, &mut delta_cot);
-        density_cot_to_disp(sim, state, &mut delta_cot, disp_cot);
+        cot_to_disp(cic, state, &mut delta_cot, disp_cot);
         loss
     }
 }
@@ -491,6 +516,27 @@ mod tests {
         assert!(diff <= 1e-12 * scale, "cotangents differ by {diff:.3e} (max |s̄| {scale:.3e})");
         assert!(pu.iter().all(|p| *p == [0.0; 3]));
         fd_disp(&user, &sim, &state, "DensityLoss (field MSE)");
+    }
+
+    /// The same closure on a 12³ mesh (neither the 16³ force mesh nor a multiple of the 8³
+    /// lattice): δ is the CIC density there, and the pull-back matches central differences.
+    #[test]
+    fn density_closure_on_another_mesh_matches_finite_differences() {
+        let (sim, state) = tiny(true, 1);
+        let target: Vec<f64> = rand_field::<f64>(12 * 12 * 12, 4).iter().map(|v| 0.5 * v).collect();
+        let t = target.clone();
+        let user = DensityLoss::on_mesh(crate::cic::Cic::new(8, 12, 64.0), move |d: &[f64], cot: &mut [f64]| {
+            assert_eq!(d.len(), 12 * 12 * 12, "δ on the 12³ mesh");
+            let m = d.len() as f64;
+            cot.iter_mut().zip(d.iter().zip(&t)).for_each(|(c, (x, t))| *c += 2.0 * (x - t) / m);
+            d.iter().zip(&t).map(|(x, t)| (x - t).powi(2)).sum::<f64>() / m
+        });
+        let mut delta = vec![0.0; 12 * 12 * 12];
+        crate::cic::Cic::new(8, 12, 64.0).density_contrast(&state.disp, &mut delta, &mut Default::default());
+        let want = delta.iter().zip(&target).map(|(x, t)| (x - t).powi(2)).sum::<f64>() / delta.len() as f64;
+        let (v, _, _) = value_and_grads(&user, &sim, &state);
+        crate::testing::assert_close(v, want, 1e-12, 0.0, "DensityLoss::on_mesh value");
+        fd_disp(&user, &sim, &state, "DensityLoss on a 12³ mesh");
     }
 
     #[test]

@@ -277,10 +277,7 @@ impl<T: Real> Posterior<T> {
     /// The CIC density contrast of `state`'s particles on the data mesh (m_d³, C order, mean 0):
     /// the model density δ(w) of eq. X1 before the smoothing S.
     pub fn density(&self, state: &State<T>) -> Vec<T> {
-        let m = self.geom.m;
-        let mut d = vec![T::zero(); m * m * m];
-        self.cic.density_contrast(&state.disp, &mut d, &mut Default::default());
-        d
+        self.cic.density(&state.disp)
     }
 
     /// A loss of the final state through the model density on the data mesh
@@ -753,8 +750,7 @@ pub fn mock_observation<T: Real>(
     sim.run(&mut state, |_| Ok(()))?;
     let b = &sim.config().box_;
     let geom = MeshGeom::new(data_mesh, b.size);
-    let mut delta = vec![T::zero(); geom.n_cells()];
-    Cic::new(b.particles, data_mesh, b.size).density_contrast(&state.disp, &mut delta, &mut Default::default());
+    let delta = Cic::new(b.particles, data_mesh, b.size).density(&state.disp);
     let fft = Fft3::<T>::new(geom.m);
     let n = geom.n_cells();
     // Unit white noise per cell, coloured by σ(k) = sqrt(P_N(k)/V_cell) in Fourier space, and the

@@ -507,6 +507,13 @@ impl Cic {
         mesh.par_iter_mut().for_each(|v| *v = *v * norm - T::one());
     }
 
+    /// [`Cic::density_contrast`] into a new mesh of this CIC's m³ cells.
+    pub fn density<T: Real>(&self, disp: &[[T; 3]]) -> Vec<T> {
+        let mut mesh = vec![T::zero(); self.m * self.m * self.m];
+        self.density_contrast(disp, &mut mesh, &mut Default::default());
+        mesh
+    }
+
     /// Wraps a displacement into an absolute position in `[0, L)` (Mpc/h), in f64.
     pub fn position<T: Real>(&self, p: usize, s: &[T; 3]) -> [f64; 3] {
         let q = self.lattice(p);

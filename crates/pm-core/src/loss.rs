@@ -347,9 +347,7 @@ impl<F> std::fmt::Debug for DensityLoss<F> {
 impl<T: Real, F: Fn(&[T], &mut [T]) -> f64> Loss<T> for DensityLoss<F> {
     fn value_and_cot(&self, sim: &Simulation<T>, state: &State<T>, disp_cot: &mut [[T; 3]], _mom_cot: &mut [[T; 3]]) -> f64 {
         let cic = self.mesh.as_ref().unwrap_or(sim.gravity().cic());
-        let m = cic.m();
-        let mut delta = vec![T::zero(); m * m * m];
-        cic.density_contrast(&state.disp, &mut delta, &mut Default::default());
+        let delta = cic.density(&state.disp);
         let mut delta_cot = vec![T::zero(); delta.len()];
         let loss = (self.f)(&delta, &mut delta_cot);
         cot_to_disp(cic, state, &mut delta_cot, disp_cot);

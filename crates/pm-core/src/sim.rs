@@ -372,10 +372,7 @@ impl<T: Real> Simulation<T> {
 
     /// CIC density contrast δ on the force mesh (m³, C order, mean 0).
     pub fn density(&self, state: &State<T>) -> Vec<T> {
-        let m = self.config.box_.mesh;
-        let mut d = vec![T::zero(); m * m * m];
-        self.gravity.cic().density_contrast(&state.disp, &mut d, &mut Default::default());
-        d
+        self.gravity.cic().density(&state.disp)
     }
 
     /// Power spectrum of a density field on the force mesh.

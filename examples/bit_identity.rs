@@ -74,7 +74,7 @@ fn report<T: Real>(name: &str) {
     // Gradient with the correction: field MSE at the end, P(k) loss at the snapshot.
     let target = sim.density(&snaps[0]);
     let mse = FieldMse::new(None).unwrap();
-    let pl = PowerLoss::from_density(&sim, &target, None).unwrap();
+    let pl = PowerLoss::from_density(&sim.mesh_context(), &target, None).unwrap();
     let obj = Objective::final_state(&mse).at(0.5, &pl);
     let w2: Vec<T> = w.iter().map(|x| T::of(x.f64() * 1.01)).collect();
     for (label, recover) in [("reverse", Recover::Reverse), ("ckpt2", Recover::Checkpoint { every: 2 })] {

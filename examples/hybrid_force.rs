@@ -191,7 +191,7 @@ fn main() {
             })
             .unwrap();
         assert_eq!(dens.len(), 2, "snapshots at a = {A_MID} and a_stop");
-        let mk = |d: &[f32]| PowerLoss::from_density(&sim, d, Some(k_nyq)).unwrap();
+        let mk = |d: &[f32]| PowerLoss::from_density(&sim.mesh_context(), d, Some(k_nyq)).unwrap();
         fine_p.push(sim.power(&dens[1]).p);
         losses.push([mk(&dens[0]), mk(&dens[1])]);
         noise.push(w);

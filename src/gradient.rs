@@ -167,8 +167,8 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
     let loss: Box<dyn Loss<T>> = match (opts.loss, target) {
         (LossKind::FieldMse, target) => Box::new(FieldMse::new(target)?),
         (LossKind::Power, Some(t)) => {
-            let l = PowerLoss::from_density(&sim, &t, None)?;
-            l.check(&sim)?;
+            let l = PowerLoss::from_density(&sim.mesh_context(), &t, None)?;
+            l.check(&sim.mesh_context())?;
             Box::new(l)
         }
         (LossKind::Power, None) => unreachable!("`run` refuses --loss power without --target"),

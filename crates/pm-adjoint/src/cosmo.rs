@@ -4,7 +4,7 @@
 
 use pm_core::cosmology::Cosmology;
 use pm_core::error::Result;
-use pm_core::float::{Real, C};
+use pm_core::float::Real;
 use pm_core::sim::Simulation;
 use pm_core::tangent::{cosmology_cotangent, Tangent, N_PARAMS};
 
@@ -38,18 +38,6 @@ impl ScalarCots {
             ..Default::default()
         }
     }
-}
-
-/// eq. R9 (last line): with δ_L(k) = W(k) sqrt(P_L(k)/V_cell), ∂L/∂ln sqrt(P_L) summed per |ν|²
-/// = Σ_{|ν|²=j} Re[δ_L(k) D̄*(k)]/n³ over the full spectrum, D̄ = DFT(δ̄_L).
-pub(crate) fn power_cot<T: Real>(sim: &Simulation<T>, dk: &[C<T>], delta_bar: &[T]) -> Vec<f64> {
-    let fft = sim.fft_lattice();
-    let mut tmp = delta_bar.to_vec();
-    let mut dbar_k = vec![C::<T>::default(); fft.complex_len()];
-    fft.forward(&mut tmp, &mut dbar_k);
-    let n3 = delta_bar.len() as f64;
-    sim.lattice()
-        .radial_sum(|i| (dk[i].re.f64() * dbar_k[i].re.f64() + dk[i].im.f64() * dbar_k[i].im.f64()) / n3)
 }
 
 /// eq. T11: ∂L/∂θ = Σ_c (∂L/∂c) ∂c/∂θ over the step factors of `bounds`, the initial-condition

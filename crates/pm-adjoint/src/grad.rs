@@ -5,10 +5,9 @@ use crate::objective::Objective;
 use pm_core::cosmology::Cosmology;
 use pm_core::error::{Error, Result};
 use pm_core::float::Real;
-use pm_core::lpt::{lpt_fields, lpt_vjp, LptOrder};
-use pm_core::noise::linear_field;
+use pm_core::loss::Loss;
+use pm_core::nbody::Cotangents;
 use pm_core::sim::{Simulation, State};
-use rayon::prelude::*;
 use std::time::Instant;
 
 /// A stored particle state: displacements and momenta.
@@ -72,50 +71,8 @@ pub struct Gradients<T: Real> {
     pub backward_seconds: f64,
 }
 
-/// Relative L2 distance between two particle arrays, in f64.
-pub(crate) fn rel_dist<T: Real>(a: &[[T; 3]], b: &[[T; 3]]) -> f64 {
-    let (num, den) = a
-        .par_chunks(4096)
-        .zip(b.par_chunks(4096))
-        .map(|(x, y)| {
-            let (mut n, mut d) = (0.0f64, 0.0f64);
-            for (u, v) in x.iter().zip(y) {
-                for c in 0..3 {
-                    n += (u[c].f64() - v[c].f64()).powi(2);
-                    d += v[c].f64().powi(2);
-                }
-            }
-            (n, d)
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .fold((0.0, 0.0), |acc, v| (acc.0 + v.0, acc.1 + v.1));
-    (num / den.max(f64::MIN_POSITIVE)).sqrt()
-}
-
-/// ⟨a, b⟩ over particles in f64, reduced in a fixed order (thread-count independent).
-pub(crate) fn dot3<T: Real>(a: &[[T; 3]], b: &[[T; 3]]) -> f64 {
-    a.par_chunks(4096)
-        .zip(b.par_chunks(4096))
-        .map(|(x, y)| {
-            x.iter()
-                .zip(y)
-                .map(|(u, v)| (0..3).map(|c| u[c].f64() * v[c].f64()).sum::<f64>())
-                .sum::<f64>()
-        })
-        .collect::<Vec<f64>>()
-        .into_iter()
-        .sum()
-}
-
 fn check_finite<T: Real>(s: &State<T>) -> Result<()> {
-    if s.disp.par_iter().chain(s.mom.par_iter()).any(|v| v.iter().any(|x| !x.is_finite())) {
-        return Err(Error::NonFinite {
-            what: "particle state".into(),
-            detail: format!("at a = {}; check the cosmology and time-step settings", s.a),
-        });
-    }
-    Ok(())
+    s.check_finite(&format!("at a = {}", s.a))
 }
 
 fn check_differentiable<T: Real>(sim: &Simulation<T>) -> Result<()> {
@@ -135,12 +92,12 @@ pub fn loss_value<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Objecti
     let bounds = sim.boundaries();
     let terms = objective.per_boundary(&bounds)?;
     let mut state = sim.initial_conditions(w.to_vec())?;
-    let mut value: f64 = terms[0].iter().map(|l| l.value(sim, &state)).sum();
+    let mut value: f64 = terms[0].iter().map(|l| l.value(&sim.mesh_context(), &state)).sum();
     for (j, &a1) in bounds.iter().enumerate().skip(1) {
         sim.step(&mut state, a1);
         if !terms[j].is_empty() {
             check_finite(&state)?;
-            value += terms[j].iter().map(|l| l.value(sim, &state)).sum::<f64>();
+            value += terms[j].iter().map(|l| l.value(&sim.mesh_context(), &state)).sum::<f64>();
         }
     }
     Ok(value)
@@ -175,7 +132,7 @@ pub fn value_and_grad<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Obj
     let mut state = sim.initial_conditions_from_modes(&dk);
     let mut stored: Vec<Option<Phase<T>>> = vec![None; nsteps + 1];
     stored[0] = Some((state.disp.clone(), state.mom.clone()));
-    let mut value: f64 = terms[0].iter().map(|l| l.value(sim, &state)).sum();
+    let mut value: f64 = terms[0].iter().map(|l| l.value(&sim.mesh_context(), &state)).sum();
     for j in 1..=nsteps {
         sim.step(&mut state, bounds[j]);
         if j < nsteps && j % every == 0 {
@@ -183,7 +140,7 @@ pub fn value_and_grad<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Obj
         }
         if !terms[j].is_empty() && j < nsteps {
             check_finite(&state)?;
-            value += terms[j].iter().map(|l| l.value(sim, &state)).sum::<f64>();
+            value += terms[j].iter().map(|l| l.value(&sim.mesh_context(), &state)).sum::<f64>();
         }
     }
     check_finite(&state)?;
@@ -191,124 +148,44 @@ pub fn value_and_grad<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Obj
     let forward_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
 
-    // ---- Backward (R2–R4, R6–R8) ----
-    let np = state.disp.len();
-    let mut s_bar = vec![[T::zero(); 3]; np];
-    let mut p_bar = vec![[T::zero(); 3]; np];
+    // ---- Backward (R2–R4, R6–R8): the steps' adjoints (pm_core::nbody) in reverse order. ----
     let n_theta = sim.force_correction().map_or(0, |c| c.n_params());
-    let mut theta_bar = vec![0.0f64; n_theta];
+    let mut cot = Cotangents::zeros(state.disp.len(), n_theta);
     let factors: Vec<(f64, f64, f64)> = (0..nsteps).map(|i| sim.step_factors(bounds[i], bounds[i + 1])).collect();
     let mut cots = ScalarCots::new(nsteps);
     let mut reversal_error = 0.0f64;
     // Boundary N: the final losses (R6), then the last half kick's VJP (R2). The final state's
     // value is exact here; the meshes of the forward's last force are reused.
-    value += terms[nsteps]
-        .iter()
-        .map(|l| l.value_and_cot(sim, &state, &mut s_bar, &mut p_bar))
-        .sum::<f64>();
-    cots.k2[nsteps - 1] += dot3(&p_bar, &state.accel);
-    sim.accel_vjp(
-        &state.disp,
-        bounds[nsteps],
-        factors[nsteps - 1].2,
-        &p_bar,
-        &mut s_bar,
-        Some(&mut theta_bar),
-    );
+    value += add_cotangents(sim, &terms[nsteps], &state, &mut cot);
+    cots.k2[nsteps - 1] += sim.kick_adj(&state, factors[nsteps - 1].2, &mut cot);
     for j in (1..=nsteps).rev() {
         // The state is at boundary j and every VJP at s_j is done. Step i = j − 1 backwards.
         let i = j - 1;
-        let (k1, dr, k2) = factors[i];
-        // Drift of step i (L2, R9): s_j = s_i + Δ p', p' = p_j − K2ᵢ A(s_j).
-        // One pass: Δ̄ᵢ = ⟨s̄, p_j − K2ᵢ A_j⟩ (in f64, fixed reduction order) and p̄ += Δᵢ s̄.
-        let (dr_t, k2_t) = (T::of(dr), T::of(k2));
-        cots.drift[i] += p_bar
-            .par_chunks_mut(4096)
-            .zip(s_bar.par_chunks(4096))
-            .zip(state.mom.par_chunks(4096).zip(state.accel.par_chunks(4096)))
-            .map(|((pb, sb), (mom, acc))| {
-                let mut sum = 0.0f64;
-                for (((p, s), q), a) in pb.iter_mut().zip(sb).zip(mom).zip(acc) {
-                    for d in 0..3 {
-                        sum += s[d].f64() * (q[d] - k2_t * a[d]).f64();
-                        p[d] += dr_t * s[d];
-                    }
-                }
-                sum
-            })
-            .collect::<Vec<f64>>()
-            .into_iter()
-            .sum::<f64>();
         // The half kicks that meet at s_i share the force A(s_i) and, unless a loss term at i
         // changes p̄ between them, one VJP (R4; split as in R8 otherwise).
         let split = !terms[i].is_empty();
         let k2_prev = if i > 0 { factors[i - 1].2 } else { 0.0 };
-        let coef = k1 + if split { 0.0 } else { k2_prev };
-        let (a_i, theta) = (bounds[i], Some(&mut theta_bar[..]));
-        let c = if let Some((s, p)) = stored[i].take() {
-            // Checkpoint restart (R7): measure the reversal error, continue from the stored state
-            // (at a_start this also hands the exact initial state to the last VJPs).
-            sim.step_back(&mut state, a_i);
-            reversal_error = reversal_error.max(rel_dist(&state.disp, &s).max(rel_dist(&state.mom, &p)));
-            (state.disp, state.mom) = (s, p);
-            sim.refresh_accel(&mut state);
-            sim.accel_vjp(&state.disp, a_i, coef, &p_bar, &mut s_bar, theta);
-            dot3(&p_bar, &state.accel)
-        } else {
-            // Reversal and VJP at the same positions, fused (one paint, one set of meshes); it
-            // returns ⟨p̄, A(s_i)⟩ from the last kick's pass.
-            sim.step_back_with_vjp(&mut state, a_i, coef, &p_bar, &mut s_bar, theta)
-        };
-        cots.k1[i] += c;
+        let coef = factors[i].0 + if split { 0.0 } else { k2_prev };
+        // A checkpoint restart (R7) measures the reversal error and continues from the stored
+        // state (at a_start this also hands the exact initial state to the last VJPs).
+        let step = sim.step_adj(&mut state, bounds[i], coef, &mut cot, stored[i].take());
+        reversal_error = reversal_error.max(step.reversal_error.unwrap_or(0.0));
+        cots.drift[i] += step.drift;
+        cots.k1[i] += step.kick_at_start;
         if split {
             // R6: cotangents at the recovered state (the values were taken in the forward pass).
-            for l in &terms[i] {
-                l.value_and_cot(sim, &state, &mut s_bar, &mut p_bar);
-            }
+            add_cotangents(sim, &terms[i], &state, &mut cot);
             if i > 0 {
-                cots.k2[i - 1] += dot3(&p_bar, &state.accel);
-                sim.accel_vjp(&state.disp, a_i, k2_prev, &p_bar, &mut s_bar, Some(&mut theta_bar));
+                cots.k2[i - 1] += sim.kick_adj(&state, k2_prev, &mut cot);
             }
         } else if i > 0 {
-            cots.k2[i - 1] += c;
+            cots.k2[i - 1] += step.kick_at_start;
         }
     }
 
-    // ---- Initial conditions (R5, R9): s₀ = D₁s₁ + D₂s₂, p₀ = g_p s₁ + g_p2 s₂. ----
-    let a0 = bounds[0];
-    let g = sim.growth();
-    let (d1, d2, gp, gp2) = (g.d1(a0), g.d2(a0), g.gp(a0), g.gp2(a0));
-    let order = sim.config().time.lpt;
-    let fields = opts.cosmology.then(|| lpt_fields(&dk, sim.lattice(), sim.fft_lattice(), order));
-    if let Some(f) = &fields {
-        cots.d1 = dot3(&s_bar, &f.s1);
-        cots.gp = dot3(&p_bar, &f.s1);
-        if let Some(s2) = &f.s2 {
-            cots.d2 = dot3(&s_bar, s2);
-            cots.gp2 = dot3(&p_bar, s2);
-        }
-    }
-    drop(fields);
-    let comb = |c1: f64, c2: f64| -> Vec<[T; 3]> {
-        let (c1, c2) = (T::of(c1), T::of(c2));
-        s_bar
-            .par_iter()
-            .zip(p_bar.par_iter())
-            .map(|(s, p)| std::array::from_fn(|d| c1 * s[d] + c2 * p[d]))
-            .collect()
-    };
-    let s1_bar = comb(d1, gp);
-    let s2_bar = (order == LptOrder::Two).then(|| comb(d2, gp2));
-    let mut delta_bar = lpt_vjp(&dk, sim.lattice(), sim.fft_lattice(), &s1_bar, s2_bar.as_deref());
-    if opts.cosmology {
-        cots.power = crate::cosmo::power_cot(sim, &dk, &delta_bar);
-    }
-    // Linear modes: a symmetric real operator (noise.rs); the pairing sign is applied once here.
-    let lin = sim.linear_power();
-    let mut wbar = linear_field(&mut delta_bar, sim.lattice(), sim.fft_lattice(), &|k| lin.p(k));
-    if sim.config().run.paired {
-        wbar.par_iter_mut().for_each(|v| *v = -*v);
-    }
+    // ---- Initial conditions (R5, R9): pm_core::ic. ----
+    let ic = sim.initial_conditions_vjp(&dk, &cot, opts.cosmology);
+    (cots.d1, cots.d2, cots.gp, cots.gp2, cots.power) = (ic.d1, ic.d2, ic.gp, ic.gp2, ic.power);
     let cosmology = if opts.cosmology {
         Some(cosmology_gradient(sim, &bounds, &cots)?)
     } else {
@@ -316,21 +193,32 @@ pub fn value_and_grad<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Obj
     };
     Ok(Gradients {
         loss: value,
-        white_noise: wbar,
+        white_noise: ic.white_noise,
         cosmology,
-        force_params: theta_bar,
+        force_params: cot.params,
         reversal_error,
         forward_seconds,
         backward_seconds: t1.elapsed().as_secs_f64(),
     })
 }
 
+/// Adds the cotangents of the loss `terms` at `state` to `cot` and returns their value.
+fn add_cotangents<T: Real>(sim: &Simulation<T>, terms: &[&dyn Loss<T>], state: &State<T>, cot: &mut Cotangents<T>) -> f64 {
+    let mesh = sim.mesh_context();
+    terms
+        .iter()
+        .map(|l| l.value_and_cot(&mesh, state, &mut cot.disp, &mut cot.mom))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pm_core::backend::{dot3, Serial};
     use pm_core::config::{Config, LptOrder};
     use pm_core::correction::{ForceCorrection, SplineCorrection};
-    use pm_core::loss::{FieldMse, Loss};
+    use pm_core::loss::FieldMse;
+    use pm_core::pm::MeshContext;
     use pm_core::testing::{dot, rand_disp, rand_field};
 
     fn small(lpt: LptOrder, steps: usize) -> Config {
@@ -344,11 +232,11 @@ mod tests {
     /// A loss linear in the momenta, L = Σ_p ⟨v_p, p_p⟩, to exercise momentum cotangents.
     struct MomentumProbe(Vec<[f64; 3]>);
     impl Loss<f64> for MomentumProbe {
-        fn value_and_cot(&self, _: &Simulation<f64>, st: &State<f64>, _: &mut [[f64; 3]], mom_cot: &mut [[f64; 3]]) -> f64 {
+        fn value_and_cot(&self, _: &MeshContext<'_, f64>, st: &State<f64>, _: &mut [[f64; 3]], mom_cot: &mut [[f64; 3]]) -> f64 {
             for (c, v) in mom_cot.iter_mut().zip(&self.0) {
                 (0..3).for_each(|d| c[d] += v[d]);
             }
-            dot3(&st.mom, &self.0)
+            dot3(&Serial, &st.mom, &self.0)
         }
     }
 
@@ -521,12 +409,12 @@ mod cosmology_tests {
     /// Central difference of the objective in one cosmological parameter (relative step 1e-6,
     /// absolute for parameters at 0).
     pub(crate) fn fd_param(c: &Config, w: &[f64], obj: &Objective<'_, f64>, p: Param) -> f64 {
-        let cosmo = c.cosmology.cosmology();
+        let cosmo = c.cosmology.clone();
         let v = p.value(&cosmo).unwrap();
         let h = if v == 0.0 { 1e-6 } else { 1e-6 * v.abs() };
         let at = |x: f64| {
             let mut cc = c.clone();
-            cc.cosmology.set_cosmology(&p.with(&cosmo, x));
+            cc.cosmology = p.with(&cosmo, x);
             loss_value(&mut Simulation::<f64>::new(&cc).unwrap(), w, obj).unwrap()
         };
         (at(v + h) - at(v - h)) / (2.0 * h)
@@ -558,10 +446,7 @@ mod cosmology_tests {
             for p in Param::ALL {
                 let (fd, an) = (fd_param(&c, &w, &obj, p), p.value(&gc).unwrap());
                 let rel = (fd - an).abs() / fd.abs().max(an.abs()).max(1e-12);
-                eprintln!(
-                    "{:8}: fd {fd:+.10e} adjoint {an:+.10e} rel {rel:.2e}",
-                    p.name(&c.cosmology.cosmology())
-                );
+                eprintln!("{:8}: fd {fd:+.10e} adjoint {an:+.10e} rel {rel:.2e}", p.name(&c.cosmology.clone()));
                 assert!(rel < 1e-6, "{p:?}: fd {fd:.10e} vs adjoint {an:.10e} (rel {rel:.2e})");
             }
         }

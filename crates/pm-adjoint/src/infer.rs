@@ -66,7 +66,7 @@ impl PowerFit {
     pub fn value_and_grad(&self, theta: [f64; 2]) -> Result<(f64, [f64; 2])> {
         let mut sim = Simulation::<f64>::new(&self.config_at(theta)?)?;
         let loss = PowerLoss::new(self.target.clone(), self.k_max)?;
-        loss.check(&sim)?;
+        loss.check(&sim.mesh_context())?;
         let g = value_and_grad(&mut sim, &self.w, &Objective::final_state(&loss), &GradOptions::default())?;
         let c = g.cosmology.expect("cosmology gradient requested");
         Ok((g.loss, [c.omega_m, c.sigma8.expect("σ₈-normalised run")]))

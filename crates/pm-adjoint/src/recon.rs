@@ -931,7 +931,7 @@ pub fn config_at(base: &Config, theta: [f64; 2]) -> Result<Config> {
     c.cosmology.omega_m = theta[0];
     c.cosmology.sigma8 = Some(theta[1]);
     c.validate()?;
-    c.cosmology.cosmology().validate()?;
+    c.cosmology.validate()?;
     Ok(c)
 }
 

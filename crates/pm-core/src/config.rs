@@ -27,6 +27,7 @@
 //! ```
 
 use crate::cosmology::Cosmology;
+pub use crate::cosmology::TransferChoice;
 use crate::error::{Error, Result};
 use serde::de::{self, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -57,7 +58,8 @@ pub struct Config {
     #[serde(rename = "box")]
     pub box_: BoxConfig,
     /// `[cosmology]`: cosmological parameters and the linear power spectrum.
-    pub cosmology: CosmologyConfig,
+    #[serde(deserialize_with = "Cosmology::deserialize_normalised")]
+    pub cosmology: Cosmology,
     /// `[time]`: initial conditions time, time steps and snapshots.
     pub time: TimeConfig,
     /// `[run]`: seed, floating-point precision, threads, initial-condition variants.
@@ -102,152 +104,6 @@ impl BoxConfig {
     /// Force mesh cell size L/m, in Mpc/h.
     pub fn cell_size(&self) -> f64 {
         self.size / self.mesh as f64
-    }
-}
-
-/// `[cosmology]`: the parameters of [`Cosmology`] plus the choice of linear power spectrum.
-///
-/// Normalisation: with an Eisenstein–Hu transfer exactly one of `sigma8` and `a_s` is set (if a
-/// file names neither, `sigma8` takes its default 0.8102; if it names `a_s` only, `sigma8` is
-/// unset). With a tabulated `transfer` file `a_s` must not be set; `sigma8`, if set, rescales
-/// the table to that σ_8, and if unset the table's own amplitude is used.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(from = "CosmologyToml")]
-pub struct CosmologyConfig {
-    /// Total matter density today Ω_m (dimensionless). Default 0.3111.
-    pub omega_m: f64,
-    /// Baryon density today Ω_b (dimensionless), 0 < Ω_b < Ω_m. Default 0.049.
-    pub omega_b: f64,
-    /// Dimensionless Hubble parameter h = H0 / (100 km/s/Mpc). Default 0.6766.
-    pub h: f64,
-    /// Scalar spectral index n_s (dimensionless). Default 0.9665.
-    pub n_s: f64,
-    /// σ_8 of the linear field at a = 1 (top-hat radius 8 Mpc/h), if used. Default 0.8102.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sigma8: Option<f64>,
-    /// A_s, primordial curvature power at k_pivot = 0.05 /Mpc (dimensionless), if used.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub a_s: Option<f64>,
-    /// Dark energy equation of state today, w0 (dimensionless). Default −1.
-    pub w0: f64,
-    /// Dark energy equation of state slope, wa: w(a) = w0 + wa (1 − a). Default 0.
-    pub wa: f64,
-    /// Curvature density today Ω_k (dimensionless, 0 = flat). Default 0.
-    pub omega_k: f64,
-    /// CMB temperature today in K (Eisenstein–Hu transfer only). Default 2.7255.
-    pub t_cmb: f64,
-    /// The linear power spectrum at z = 0. Default Eisenstein–Hu with BAO wiggles.
-    pub transfer: TransferChoice,
-}
-
-impl Default for CosmologyConfig {
-    fn default() -> Self {
-        let c = Cosmology::planck18();
-        CosmologyConfig {
-            omega_m: c.omega_m,
-            omega_b: c.omega_b,
-            h: c.h,
-            n_s: c.n_s,
-            sigma8: c.sigma8,
-            a_s: c.a_s,
-            w0: c.w0,
-            wa: c.wa,
-            omega_k: c.omega_k,
-            t_cmb: c.t_cmb,
-            transfer: TransferChoice::EisensteinHu,
-        }
-    }
-}
-
-impl CosmologyConfig {
-    /// Sets every cosmological parameter from `c` (the transfer choice is kept), e.g. to run the
-    /// same configuration at other parameters.
-    pub fn set_cosmology(&mut self, c: &Cosmology) {
-        self.omega_m = c.omega_m;
-        self.omega_b = c.omega_b;
-        self.h = c.h;
-        self.n_s = c.n_s;
-        self.sigma8 = c.sigma8;
-        self.a_s = c.a_s;
-        self.w0 = c.w0;
-        self.wa = c.wa;
-        self.omega_k = c.omega_k;
-        self.t_cmb = c.t_cmb;
-    }
-
-    /// The differentiable parameter struct (the `transfer` choice stays in the config).
-    pub fn cosmology(&self) -> Cosmology {
-        Cosmology {
-            omega_m: self.omega_m,
-            omega_b: self.omega_b,
-            h: self.h,
-            n_s: self.n_s,
-            sigma8: self.sigma8,
-            a_s: self.a_s,
-            w0: self.w0,
-            wa: self.wa,
-            omega_k: self.omega_k,
-            t_cmb: self.t_cmb,
-        }
-    }
-}
-
-/// The `[cosmology]` section as written in TOML, before the normalisation default is applied
-/// (a file that sets `a_s` only must not inherit the default `sigma8`).
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct CosmologyToml {
-    omega_m: f64,
-    omega_b: f64,
-    h: f64,
-    n_s: f64,
-    sigma8: Option<f64>,
-    a_s: Option<f64>,
-    w0: f64,
-    wa: f64,
-    omega_k: f64,
-    t_cmb: f64,
-    transfer: TransferChoice,
-}
-
-impl Default for CosmologyToml {
-    fn default() -> Self {
-        let d = CosmologyConfig::default();
-        CosmologyToml {
-            omega_m: d.omega_m,
-            omega_b: d.omega_b,
-            h: d.h,
-            n_s: d.n_s,
-            sigma8: None,
-            a_s: None,
-            w0: d.w0,
-            wa: d.wa,
-            omega_k: d.omega_k,
-            t_cmb: d.t_cmb,
-            transfer: d.transfer,
-        }
-    }
-}
-
-impl From<CosmologyToml> for CosmologyConfig {
-    fn from(t: CosmologyToml) -> Self {
-        let mut sigma8 = t.sigma8;
-        if sigma8.is_none() && t.a_s.is_none() && t.transfer.is_eisenstein_hu() {
-            sigma8 = CosmologyConfig::default().sigma8;
-        }
-        CosmologyConfig {
-            omega_m: t.omega_m,
-            omega_b: t.omega_b,
-            h: t.h,
-            n_s: t.n_s,
-            sigma8,
-            a_s: t.a_s,
-            w0: t.w0,
-            wa: t.wa,
-            omega_k: t.omega_k,
-            t_cmb: t.t_cmb,
-            transfer: t.transfer,
-        }
     }
 }
 
@@ -468,72 +324,6 @@ impl fmt::Display for Gradient {
             Gradient::Spectral => "spectral",
             Gradient::Fd4 => "fd4",
         })
-    }
-}
-
-/// The linear power spectrum (`cosmology.transfer`: `"eh"` | `"eh-nowiggle"` | a file path).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub enum TransferChoice {
-    /// Eisenstein & Hu (1998) transfer function with BAO wiggles (default).
-    #[default]
-    EisensteinHu,
-    /// Eisenstein & Hu (1998) no-wiggle (zero-baryon-oscillation) form.
-    EisensteinHuNoWiggle,
-    /// A two-column text file: k [h/Mpc], P(k) [(Mpc/h)³] at z = 0 (e.g. CLASS or CAMB output).
-    /// [`Config::load`] makes a relative path absolute, relative to the config file.
-    File(PathBuf),
-}
-
-impl TransferChoice {
-    /// True for the two Eisenstein–Hu forms.
-    pub fn is_eisenstein_hu(&self) -> bool {
-        matches!(self, TransferChoice::EisensteinHu | TransferChoice::EisensteinHuNoWiggle)
-    }
-}
-
-impl fmt::Display for TransferChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TransferChoice::EisensteinHu => f.write_str("eh"),
-            TransferChoice::EisensteinHuNoWiggle => f.write_str("eh-nowiggle"),
-            TransferChoice::File(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
-
-impl Serialize for TransferChoice {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match self {
-            TransferChoice::File(p) => match p.to_str() {
-                Some(p) => s.serialize_str(p),
-                None => Err(serde::ser::Error::custom(format!(
-                    "cosmology.transfer path {} is not valid UTF-8",
-                    p.display()
-                ))),
-            },
-            other => s.serialize_str(&other.to_string()),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for TransferChoice {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = TransferChoice;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"eh\", \"eh-nowiggle\" or the path of a two-column k P file")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<TransferChoice, E> {
-                match v {
-                    "eh" => Ok(TransferChoice::EisensteinHu),
-                    "eh-nowiggle" => Ok(TransferChoice::EisensteinHuNoWiggle),
-                    "" => Err(E::invalid_value(Unexpected::Str(v), &self)),
-                    path => Ok(TransferChoice::File(PathBuf::from(path))),
-                }
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 
@@ -978,7 +768,7 @@ mod tests {
         cfg.validate().unwrap();
         assert_eq!(cfg.box_.size, 256.0);
         assert_eq!((cfg.box_.particles, cfg.box_.mesh), (64, 128));
-        assert_eq!(cfg.cosmology.cosmology(), Cosmology::planck18());
+        assert_eq!(cfg.cosmology.clone(), Cosmology::planck18());
         assert_eq!(cfg.cosmology.transfer, TransferChoice::EisensteinHu);
         assert_eq!(cfg.time.a_start, 0.02);
         assert_eq!(cfg.time.a_stop, 1.0);
@@ -1043,7 +833,7 @@ slice_thickness = 8.5
         assert!(cfg.run.fixed_amplitude && cfg.run.paired);
         assert_eq!(cfg.force.gradient, Gradient::Fd4);
         assert!(!cfg.output.deconvolve);
-        let c = cfg.cosmology.cosmology();
+        let c = cfg.cosmology.clone();
         assert_eq!((c.omega_m, c.w0, c.wa, c.omega_k), (0.3, -0.9, 0.1, 0.01));
         // ... and the resolved file parses back to the same thing.
         let back = parse(&cfg.to_toml_string()).unwrap();

@@ -16,35 +16,59 @@
 
 use crate::dual::Scalar;
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::path::PathBuf;
 
 /// The Hubble distance c/H0 in Mpc/h (c = 299 792.458 km/s, H0 = 100 h km/s/Mpc).
 pub const C_OVER_H0: f64 = 2997.92458;
 
-/// Differentiable cosmological parameters (also their own cotangent type: a gradient comes back
-/// as a `Cosmology` whose fields are ∂L/∂(that parameter)).
+/// The cosmological model: the differentiable parameters and the choice of linear power
+/// spectrum. One type serves everywhere a cosmology appears:
+///
+/// * the `[cosmology]` section of the run configuration (`Config::cosmology`; serde, f64);
+/// * the tables built from it (growth, linear power, step factors: `S = f64`);
+/// * their forward-mode tangents (`S` = [`crate::dual::Dual`], seeded in `tangent.rs`);
+/// * gradients: it is its own cotangent type, a gradient comes back as a `Cosmology` whose
+///   fields are ∂L/∂(that parameter) (`transfer` is then copied from the point of evaluation).
+///
+/// `transfer` is a static choice (not differentiated); the other fields are the parameters.
+/// TOML: every key optional (the Planck-18 values below); `deny_unknown_fields`. Read through
+/// [`Cosmology::deserialize_normalised`], as `Config` does, a section that names neither
+/// `sigma8` nor `a_s` with an Eisenstein–Hu transfer gets the default σ₈ = 0.8102.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Cosmology {
-    /// Total matter density today Ω_m (dimensionless).
-    pub omega_m: f64,
-    /// Baryon density today Ω_b (dimensionless), enters the transfer function only.
-    pub omega_b: f64,
-    /// Dimensionless Hubble parameter h = H0 / (100 km/s/Mpc).
-    pub h: f64,
-    /// Scalar spectral index n_s.
-    pub n_s: f64,
-    /// σ_8: rms linear overdensity in top-hat spheres of 8 Mpc/h at a = 1 (normalisation), if used.
-    pub sigma8: Option<f64>,
-    /// A_s: primordial curvature amplitude at k_pivot = 0.05 /Mpc (normalisation), if used.
-    pub a_s: Option<f64>,
-    /// Dark energy equation of state today, w0.
-    pub w0: f64,
-    /// Dark energy equation of state slope, wa (w = w0 + wa (1 − a)).
-    pub wa: f64,
-    /// Curvature density Ω_k (0 = flat).
-    pub omega_k: f64,
-    /// CMB temperature today in K (enters the Eisenstein–Hu transfer function only).
-    pub t_cmb: f64,
+#[serde(default = "Cosmology::unnormalised", deny_unknown_fields)]
+#[serde(bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de> + From<f64>"))]
+pub struct Cosmology<S = f64> {
+    /// Total matter density today Ω_m (dimensionless). Default 0.3111.
+    pub omega_m: S,
+    /// Baryon density today Ω_b (dimensionless), 0 < Ω_b < Ω_m; enters the transfer function
+    /// only. Default 0.049.
+    pub omega_b: S,
+    /// Dimensionless Hubble parameter h = H0 / (100 km/s/Mpc). Default 0.6766.
+    pub h: S,
+    /// Scalar spectral index n_s (dimensionless). Default 0.9665.
+    pub n_s: S,
+    /// σ_8: rms linear overdensity in top-hat spheres of 8 Mpc/h at a = 1 (normalisation), if
+    /// used. Default 0.8102.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma8: Option<S>,
+    /// A_s: primordial curvature power at k_pivot = 0.05 /Mpc (dimensionless normalisation), if
+    /// used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub a_s: Option<S>,
+    /// Dark energy equation of state today, w0 (dimensionless). Default −1.
+    pub w0: S,
+    /// Dark energy equation of state slope, wa: w(a) = w0 + wa (1 − a). Default 0.
+    pub wa: S,
+    /// Curvature density today Ω_k (dimensionless, 0 = flat). Default 0.
+    pub omega_k: S,
+    /// CMB temperature today in K (Eisenstein–Hu transfer only). Default 2.7255.
+    pub t_cmb: S,
+    /// The linear power spectrum at z = 0 (not differentiated). Default Eisenstein–Hu with BAO
+    /// wiggles.
+    pub transfer: TransferChoice,
 }
 
 impl Default for Cosmology {
@@ -56,58 +80,48 @@ impl Default for Cosmology {
 
 impl Cosmology {
     /// Planck-2018-like flat ΛCDM: Ω_m = 0.3111, Ω_b = 0.049, h = 0.6766, n_s = 0.9665,
-    /// σ_8 = 0.8102, w0 = −1, wa = 0, T_cmb = 2.7255 K.
+    /// σ_8 = 0.8102, w0 = −1, wa = 0, T_cmb = 2.7255 K, Eisenstein–Hu transfer.
     pub fn planck18() -> Self {
         Cosmology {
-            omega_m: 0.3111,
-            omega_b: 0.049,
-            h: 0.6766,
-            n_s: 0.9665,
             sigma8: Some(0.8102),
+            ..Cosmology::unnormalised()
+        }
+    }
+
+    /// Reads a `[cosmology]` section (serde `deserialize_with` hook of `Config::cosmology`):
+    /// the derived deserializer, then the normalisation default — a section that names
+    /// neither `sigma8` nor `a_s` with an Eisenstein–Hu transfer gets σ₈ = 0.8102 (a tabulated
+    /// transfer keeps its own amplitude; a section naming `a_s` only must not inherit σ₈).
+    pub fn deserialize_normalised<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let mut c = Cosmology::deserialize(d)?;
+        if c.sigma8.is_none() && c.a_s.is_none() && c.transfer.is_eisenstein_hu() {
+            c.sigma8 = Cosmology::planck18().sigma8;
+        }
+        Ok(c)
+    }
+}
+
+impl<S: From<f64>> Cosmology<S> {
+    /// The Planck-18 values of [`Cosmology::planck18`] without a normalisation (σ_8 and A_s
+    /// unset): the defaults of keys a TOML section leaves out.
+    fn unnormalised() -> Self {
+        Cosmology {
+            omega_m: S::from(0.3111),
+            omega_b: S::from(0.049),
+            h: S::from(0.6766),
+            n_s: S::from(0.9665),
+            sigma8: None,
             a_s: None,
-            w0: -1.0,
-            wa: 0.0,
-            omega_k: 0.0,
-            t_cmb: 2.7255,
+            w0: S::from(-1.0),
+            wa: S::from(0.0),
+            omega_k: S::from(0.0),
+            t_cmb: S::from(2.7255),
+            transfer: TransferChoice::EisensteinHu,
         }
     }
 }
 
-/// The differentiable parameters of a [`Cosmology`] as scalars `S`: `f64` copied from it
-/// ([`Params::of`]), or duals seeded by `tangent.rs`. The generic builders of `growth.rs` and
-/// `linear.rs` take these, so one code path serves the f64 tables and their tangents.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Params<S> {
-    pub(crate) omega_m: S,
-    pub(crate) omega_b: S,
-    pub(crate) h: S,
-    pub(crate) n_s: S,
-    pub(crate) sigma8: Option<S>,
-    pub(crate) a_s: Option<S>,
-    pub(crate) w0: S,
-    pub(crate) wa: S,
-    pub(crate) omega_k: S,
-    pub(crate) t_cmb: S,
-}
-
-impl Params<f64> {
-    pub(crate) fn of(c: &Cosmology) -> Self {
-        Params {
-            omega_m: c.omega_m,
-            omega_b: c.omega_b,
-            h: c.h,
-            n_s: c.n_s,
-            sigma8: c.sigma8,
-            a_s: c.a_s,
-            w0: c.w0,
-            wa: c.wa,
-            omega_k: c.omega_k,
-            t_cmb: c.t_cmb,
-        }
-    }
-}
-
-impl<S: Scalar> Params<S> {
+impl<S: Scalar> Cosmology<S> {
     /// The background numbers; Ω_de = 1 − Ω_m − Ω_k (so Ω_m and Ω_k vary at fixed other one).
     pub(crate) fn background(&self) -> Background<S> {
         Background {
@@ -135,7 +149,7 @@ pub(crate) struct Background<S = f64> {
 
 impl Background {
     pub(crate) fn of(c: &Cosmology) -> Self {
-        Params::of(c).background()
+        c.background()
     }
 }
 
@@ -285,6 +299,72 @@ impl Cosmology {
     /// docs/cosmology.md eq. 5.
     pub fn omega_m_a(&self, a: f64) -> f64 {
         self.omega_m / (a * a * a * self.e2(a))
+    }
+}
+
+/// The linear power spectrum (`cosmology.transfer`: `"eh"` | `"eh-nowiggle"` | a file path).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TransferChoice {
+    /// Eisenstein & Hu (1998) transfer function with BAO wiggles (default).
+    #[default]
+    EisensteinHu,
+    /// Eisenstein & Hu (1998) no-wiggle (zero-baryon-oscillation) form.
+    EisensteinHuNoWiggle,
+    /// A two-column text file: k [h/Mpc], P(k) [(Mpc/h)³] at z = 0 (e.g. CLASS or CAMB output).
+    /// [`crate::config::Config::load`] makes a relative path absolute, relative to the config file.
+    File(PathBuf),
+}
+
+impl TransferChoice {
+    /// True for the two Eisenstein–Hu forms.
+    pub fn is_eisenstein_hu(&self) -> bool {
+        matches!(self, TransferChoice::EisensteinHu | TransferChoice::EisensteinHuNoWiggle)
+    }
+}
+
+impl fmt::Display for TransferChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferChoice::EisensteinHu => f.write_str("eh"),
+            TransferChoice::EisensteinHuNoWiggle => f.write_str("eh-nowiggle"),
+            TransferChoice::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl Serialize for TransferChoice {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            TransferChoice::File(p) => match p.to_str() {
+                Some(p) => s.serialize_str(p),
+                None => Err(serde::ser::Error::custom(format!(
+                    "cosmology.transfer path {} is not valid UTF-8",
+                    p.display()
+                ))),
+            },
+            other => s.serialize_str(&other.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TransferChoice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TransferChoice;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"eh\", \"eh-nowiggle\" or the path of a two-column k P file")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<TransferChoice, E> {
+                match v {
+                    "eh" => Ok(TransferChoice::EisensteinHu),
+                    "eh-nowiggle" => Ok(TransferChoice::EisensteinHuNoWiggle),
+                    "" => Err(E::invalid_value(Unexpected::Str(v), &self)),
+                    path => Ok(TransferChoice::File(PathBuf::from(path))),
+                }
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

@@ -88,7 +88,12 @@ pub struct Fft3<T: Real> {
     scratch_len: usize,
     /// AVX register transposes available (detected once at plan time).
     simd: bool,
+    /// Unique per plan construction ([`Fft3::plan_id`]).
+    id: u64,
 }
+
+/// Counter behind [`Fft3::plan_id`].
+static NEXT_PLAN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The plans of the contiguous `z` pass.
 enum ZPass<T: Real> {
@@ -174,7 +179,14 @@ impl<T: Real> Fft3<T> {
             kb,
             scratch_len,
             simd: simd_available(),
+            id: NEXT_PLAN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// An identifier unique to this plan's construction in this process: two plans with the
+    /// same id are the same plans (e.g. a change of cosmology kept them).
+    pub fn plan_id(&self) -> u64 {
+        self.id
     }
 
     /// Cells per side `n`.

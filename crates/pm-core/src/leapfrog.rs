@@ -141,6 +141,31 @@ pub fn drift<T: Real>(disp: &mut [[T; 3]], mom: &[[T; 3]], factor: f64) {
     });
 }
 
+/// VJP of the drift `s₁ = s₀ + Δ p'` of a KDK step, where `p' = p₁ − K2 A₁` is the momentum
+/// the drift used, recovered from the state after the step (`mom` = p₁, `accel` = A₁, `kick2` =
+/// K2): **adds** `Δ s̄` to `mom_cot` and returns `Δ̄ = ⟨s̄, p'⟩` in f64, reduced in a fixed order
+/// (chunks of 4096 particles; docs/adjoint.md eqs. L2, R9). `drift` is Δ.
+pub fn drift_vjp<T: Real>(mom_cot: &mut [[T; 3]], disp_cot: &[[T; 3]], mom: &[[T; 3]], accel: &[[T; 3]], drift: f64, kick2: f64) -> f64 {
+    let (dr_t, k2_t) = (T::of(drift), T::of(kick2));
+    mom_cot
+        .par_chunks_mut(4096)
+        .zip(disp_cot.par_chunks(4096))
+        .zip(mom.par_chunks(4096).zip(accel.par_chunks(4096)))
+        .map(|((pb, sb), (mom, acc))| {
+            let mut sum = 0.0f64;
+            for (((p, s), q), a) in pb.iter_mut().zip(sb).zip(mom).zip(acc) {
+                for d in 0..3 {
+                    sum += s[d].f64() * (q[d] - k2_t * a[d]).f64();
+                    p[d] += dr_t * s[d];
+                }
+            }
+            sum
+        })
+        .collect::<Vec<f64>>()
+        .into_iter()
+        .sum::<f64>()
+}
+
 /// Kick `p += factor · A` that also returns `⟨cot, A⟩` over the particles in f64, reduced in a
 /// fixed order (chunks of 4096 particles, summed in chunk order: independent of the threads), in
 /// the same pass. The adjoint uses it for the cotangent of a kick coefficient (docs/adjoint.md

@@ -49,6 +49,7 @@
 //! # Ok::<(), pm_core::Error>(())
 //! ```
 
+pub mod backend;
 pub mod cic;
 pub mod config;
 pub mod correction;
@@ -62,15 +63,19 @@ pub mod fft;
 pub mod float;
 pub mod gravity;
 pub mod growth;
+pub mod ic;
 pub mod io;
 pub mod leapfrog;
 pub mod linear;
 pub mod loss;
 pub mod lpt;
 pub mod mesh;
+pub mod nbody;
 pub mod noise;
+pub mod pm;
 pub mod power;
 pub mod sim;
+pub mod tables;
 pub mod tangent;
 pub mod testing;
 

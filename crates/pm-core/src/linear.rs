@@ -18,7 +18,7 @@
 //! duals to get ∂ln P_L/∂θ (docs/adjoint.md §T, eqs. T5–T8). A tabulated P(k) is held fixed: it
 //! depends on the parameters only through a σ_8 rescaling, if any.
 
-use crate::cosmology::{Background, Cosmology, Params, C_OVER_H0};
+use crate::cosmology::{Background, Cosmology, C_OVER_H0};
 use crate::dual::Scalar;
 use crate::error::{Error, Result};
 use crate::growth::Growth;
@@ -47,7 +47,7 @@ struct EhParams<S = f64> {
 }
 
 impl<S: Scalar> EhParams<S> {
-    fn new(c: &Params<S>) -> Self {
+    fn new(c: &Cosmology<S>) -> Self {
         let one = S::from(1.0);
         let theta = c.t_cmb / 2.7;
         let theta2 = theta * theta;
@@ -174,13 +174,13 @@ fn sinc<S: Scalar>(x: S) -> S {
 /// docs/cosmology.md eqs. 14–21. Recomputes the cosmology-dependent scalars on every call; use
 /// [`LinearPower`] for many k.
 pub fn eh_transfer(c: &Cosmology, k: f64) -> f64 {
-    EhParams::new(&Params::of(c)).t_wiggle(k)
+    EhParams::new(c).t_wiggle(k)
 }
 
 /// Eisenstein & Hu (1998) no-wiggle transfer function, paper eqs. 28–31 with the exact sound horizon
 /// of eq. 6 (not the eq. 26 fit). `k` in h/Mpc; dimensionless. docs/cosmology.md eq. 22.
 pub fn eh_nowiggle_transfer(c: &Cosmology, k: f64) -> f64 {
-    EhParams::new(&Params::of(c)).t_nowiggle(k)
+    EhParams::new(c).t_nowiggle(k)
 }
 
 /// Top-hat window W(x) = 3 (sin x − x cos x)/x³, with its Taylor series for x < 0.1
@@ -467,7 +467,7 @@ impl LinearPower {
                 format!("a Growth built from the same cosmology (omega_m = {}, omega_k, w0, wa)", c.omega_m),
             ));
         }
-        LinearPower::build(&Params::of(c), transfer, growth.d1_edsnorm_today())
+        LinearPower::build(c, transfer, growth.d1_edsnorm_today())
     }
 }
 
@@ -475,7 +475,7 @@ impl<S: Scalar> LinearPower<S> {
     /// The body of [`LinearPower::new`] for any scalar (cosmology validated, growth checked):
     /// `d1_eds_today` is `Growth::d1_edsnorm_today` of the same cosmology. With duals the
     /// normalisations carry their derivatives (docs/adjoint.md eqs. T5–T8).
-    pub(crate) fn build(c: &Params<S>, transfer: Transfer, d1_eds_today: S) -> Result<Self> {
+    pub(crate) fn build(c: &Cosmology<S>, transfer: Transfer, d1_eds_today: S) -> Result<Self> {
         let is_table = matches!(transfer, Transfer::Table(_));
         let shape = match transfer {
             Transfer::EisensteinHu => Shape::Eh {

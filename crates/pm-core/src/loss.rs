@@ -20,19 +20,24 @@
 use crate::cic::Cic;
 use crate::error::{Error, Result};
 use crate::float::Real;
-use crate::power::{power_spectrum, power_spectrum_vjp, spectrum_bins, Deconvolve, PowerSpectrum};
-use crate::sim::{Simulation, State};
+use crate::pm::MeshContext;
+use crate::power::{power_spectrum, power_spectrum_vjp, spectrum_bins, PowerSpectrum};
+use crate::sim::State;
 use std::marker::PhantomData;
 
 /// A scalar loss of the final particle state whose VJP the adjoint loop can pull back.
+///
+/// A loss sees the particles and, through `mesh` ([`MeshContext`]), only what it may need to
+/// measure them: the force mesh's geometry, CIC assignment and FFT plan, and the P(k)
+/// deconvolution setting (`Simulation::mesh_context` gives it).
 pub trait Loss<T: Real> {
     /// Returns L(state) and **adds** ∂L/∂s to `disp_cot` and ∂L/∂p to `mom_cot`.
-    fn value_and_cot(&self, sim: &Simulation<T>, state: &State<T>, disp_cot: &mut [[T; 3]], mom_cot: &mut [[T; 3]]) -> f64;
+    fn value_and_cot(&self, mesh: &MeshContext<'_, T>, state: &State<T>, disp_cot: &mut [[T; 3]], mom_cot: &mut [[T; 3]]) -> f64;
 
     /// L(state) alone (the default calls [`Loss::value_and_cot`] on scratch cotangents).
-    fn value(&self, sim: &Simulation<T>, state: &State<T>) -> f64 {
+    fn value(&self, mesh: &MeshContext<'_, T>, state: &State<T>) -> f64 {
         let n = state.disp.len();
-        self.value_and_cot(sim, state, &mut vec![[T::zero(); 3]; n], &mut vec![[T::zero(); 3]; n])
+        self.value_and_cot(mesh, state, &mut vec![[T::zero(); 3]; n], &mut vec![[T::zero(); 3]; n])
     }
 }
 
@@ -55,8 +60,8 @@ impl<T: Real> FieldMse<T> {
 }
 
 impl<T: Real> Loss<T> for FieldMse<T> {
-    fn value_and_cot(&self, sim: &Simulation<T>, state: &State<T>, disp_cot: &mut [[T; 3]], _mom_cot: &mut [[T; 3]]) -> f64 {
-        let delta = sim.density(state);
+    fn value_and_cot(&self, mesh: &MeshContext<'_, T>, state: &State<T>, disp_cot: &mut [[T; 3]], _mom_cot: &mut [[T; 3]]) -> f64 {
+        let delta = mesh.density(&state.disp);
         let cells = delta.len();
         if let Some(t) = &self.target {
             assert_eq!(t.len(), cells, "FieldMse: target must have the force mesh's m³ cells");
@@ -78,25 +83,9 @@ impl<T: Real> Loss<T> for FieldMse<T> {
             .enumerate()
             .map(|(c, d)| T::of(paint_scale * (d.f64() - target(c))))
             .collect();
-        sim.gravity().cic().paint_vjp_pos(&state.disp, None, &cot, disp_cot);
+        mesh.cic.paint_vjp_pos(&state.disp, None, &cot, disp_cot);
         loss
     }
-}
-
-/// The deconvolution [`Simulation::power`] applies: the CIC window is divided out when the
-/// configuration's `output.deconvolve` is set.
-fn sim_deconvolve<T: Real>(sim: &Simulation<T>) -> Deconvolve {
-    if sim.config().output.deconvolve {
-        Deconvolve::Cic
-    } else {
-        Deconvolve::None
-    }
-}
-
-/// Pulls a cotangent of the final density contrast on the force mesh back to the displacements
-/// (docs/adjoint.md eq. S6); see [`cot_to_disp`].
-fn density_cot_to_disp<T: Real>(sim: &Simulation<T>, state: &State<T>, delta_cot: &mut [T], disp_cot: &mut [[T; 3]]) {
-    cot_to_disp(sim.gravity().cic(), state, delta_cot, disp_cot);
 }
 
 /// Pulls a cotangent of the CIC density contrast on `cic`'s mesh back to the displacements
@@ -121,7 +110,7 @@ const K_RTOL: f64 = 1e-6;
 /// Gaussian field a bin averages N_b/2 independent complex modes, so var(P̂_b)/P_b² ≈ 2/N_b and
 /// var(ln P̂_b) ≈ 2/N_b: each term is the Gaussian χ² of ln P_b, and L = −2 ln(likelihood) + const.
 ///
-/// P_b is measured exactly as [`Simulation::power`] does: bins of [`power_spectrum`], with the CIC
+/// P_b is measured exactly as `Simulation::power` does: bins of [`power_spectrum`], with the CIC
 /// window divided out when the simulation's `output.deconvolve` is set (so a target read from the
 /// `power.txt` of a run with the same setting compares like with like). N_b are the simulation
 /// mesh's mode counts. If P_b = 0 in a used bin, L is +∞ and the cotangents are not finite.
@@ -139,7 +128,7 @@ pub struct PowerLoss<T: Real> {
 
 impl<T: Real> PowerLoss<T> {
     /// Loss against the binned spectrum `target` (k in h/Mpc, P in (Mpc/h)³, one entry per bin of
-    /// the simulation's mesh, e.g. from [`Simulation::power`] or a `power.txt`), using the bins with
+    /// the simulation's mesh, e.g. from `Simulation::power` or a `power.txt`), using the bins with
     /// k ≤ `k_max` h/Mpc (every bin for `None`) and P_T > 0.
     ///
     /// # Errors
@@ -203,16 +192,16 @@ impl<T: Real> PowerLoss<T> {
         })
     }
 
-    /// Loss against the spectrum of `target_density` (a density contrast on `sim`'s force mesh,
-    /// m³, C order), measured with the same estimator as the simulated one ([`Simulation::power`]).
+    /// Loss against the spectrum of `target_density` (a density contrast on the force mesh,
+    /// m³, C order), measured with the same estimator as the simulated one (`Simulation::power`).
     ///
     /// # Errors
     /// [`Error::Shape`] if `target_density` does not have m³ values, [`Error::NonFinite`] if it
     /// holds NaN/Inf, and those of [`PowerLoss::new`].
-    pub fn from_density(sim: &Simulation<T>, target_density: &[T], k_max: Option<f64>) -> Result<Self> {
-        let m = sim.config().box_.mesh;
+    pub fn from_density(mesh: &MeshContext<'_, T>, target_density: &[T], k_max: Option<f64>) -> Result<Self> {
+        let m = mesh.geom.m;
         Error::check_array("PowerLoss target density", target_density, m * m * m, "box.mesh³")?;
-        Self::new(sim.power(target_density), k_max)
+        Self::new(mesh.power(target_density), k_max)
     }
 
     /// The target spectrum.
@@ -225,18 +214,18 @@ impl<T: Real> PowerLoss<T> {
         self.k_max
     }
 
-    /// Checks that the target has the bins of `sim`'s force mesh (same number, each k within
+    /// Checks that the target has the bins of the force mesh (same number, each k within
     /// 1e-6 relative of the mesh's mean |k|).
     ///
     /// # Errors
     /// [`Error::Shape`] for a different number of bins, [`Error::Invalid`] naming the first bin
     /// whose k differs.
-    pub fn check(&self, sim: &Simulation<T>) -> Result<()> {
-        self.match_bins(&spectrum_bins(sim.gravity().geom()).0, sim)
+    pub fn check(&self, mesh: &MeshContext<'_, T>) -> Result<()> {
+        self.match_bins(&spectrum_bins(mesh.geom).0, mesh)
     }
 
-    fn match_bins(&self, k: &[f64], sim: &Simulation<T>) -> Result<()> {
-        let b = &sim.config().box_;
+    fn match_bins(&self, k: &[f64], mesh: &MeshContext<'_, T>) -> Result<()> {
+        let b = mesh.geom;
         if k.len() != self.target.k.len() {
             return Err(Error::Shape {
                 what: "PowerLoss target spectrum".into(),
@@ -244,8 +233,8 @@ impl<T: Real> PowerLoss<T> {
                 expected: format!(
                     "the {} bins of the force mesh (box.mesh = {}, box.size = {} Mpc/h)",
                     k.len(),
-                    b.mesh,
-                    b.size
+                    b.m,
+                    b.box_size
                 ),
             });
         }
@@ -256,7 +245,7 @@ impl<T: Real> PowerLoss<T> {
                     kt,
                     format!(
                         "{ks} h/Mpc, bin {i}'s mean |k| on the force mesh (box.mesh = {}, box.size = {} Mpc/h)",
-                        b.mesh, b.size
+                        b.m, b.box_size
                     ),
                 ));
             }
@@ -267,13 +256,13 @@ impl<T: Real> PowerLoss<T> {
 
 impl<T: Real> Loss<T> for PowerLoss<T> {
     /// # Panics
-    /// If the target's bins do not match `sim`'s mesh (see [`PowerLoss::check`]).
+    /// If the target's bins do not match the mesh (see [`PowerLoss::check`]).
     #[track_caller]
-    fn value_and_cot(&self, sim: &Simulation<T>, state: &State<T>, disp_cot: &mut [[T; 3]], _mom_cot: &mut [[T; 3]]) -> f64 {
-        let delta = sim.density(state);
-        let (geom, fft, deconv) = (sim.gravity().geom(), sim.gravity().fft(), sim_deconvolve(sim));
+    fn value_and_cot(&self, mesh: &MeshContext<'_, T>, state: &State<T>, disp_cot: &mut [[T; 3]], _mom_cot: &mut [[T; 3]]) -> f64 {
+        let delta = mesh.density(&state.disp);
+        let (geom, fft, deconv) = (mesh.geom, mesh.fft, mesh.deconvolve);
         let ps = power_spectrum(&delta, geom, fft, deconv);
-        if let Err(e) = self.match_bins(&ps.k, sim) {
+        if let Err(e) = self.match_bins(&ps.k, mesh) {
             panic!("PowerLoss: target does not match the simulation's mesh ({e}); call PowerLoss::check first");
         }
         // L (S4) and P̄_b = N_b ln(P_b/P_T,b)/P_b (S5).
@@ -290,13 +279,13 @@ impl<T: Real> Loss<T> for PowerLoss<T> {
         }
         let mut delta_cot = vec![T::zero(); delta.len()];
         power_spectrum_vjp(&delta, geom, fft, deconv, &p_cot, &mut delta_cot);
-        density_cot_to_disp(sim, state, &mut delta_cot, disp_cot);
+        cot_to_disp(mesh.cic, state, &mut delta_cot, disp_cot);
         loss
     }
 }
 
 /// A user loss of the final CIC density contrast δ on the force mesh (m³ cells, C order, as
-/// [`Simulation::density`] returns it) or, with [`DensityLoss::on_mesh`], on another mesh
+/// `Simulation::density` returns it) or, with [`DensityLoss::on_mesh`], on another mesh
 /// spanning the box, given as a closure `f(δ, δ̄) -> L` that returns L and **adds** ∂L/∂δ (per
 /// cell, units of L) to δ̄ (which the wrapper zeroes first). The wrapper pulls δ̄ back to the
 /// displacements through the CIC density (docs/adjoint.md eq. S6), as [`FieldMse`] does; the
@@ -345,8 +334,8 @@ impl<F> std::fmt::Debug for DensityLoss<F> {
 }
 
 impl<T: Real, F: Fn(&[T], &mut [T]) -> f64> Loss<T> for DensityLoss<F> {
-    fn value_and_cot(&self, sim: &Simulation<T>, state: &State<T>, disp_cot: &mut [[T; 3]], _mom_cot: &mut [[T; 3]]) -> f64 {
-        let cic = self.mesh.as_ref().unwrap_or(sim.gravity().cic());
+    fn value_and_cot(&self, mesh: &MeshContext<'_, T>, state: &State<T>, disp_cot: &mut [[T; 3]], _mom_cot: &mut [[T; 3]]) -> f64 {
+        let cic = self.mesh.as_ref().unwrap_or(mesh.cic);
         let delta = cic.density(&state.disp);
         let mut delta_cot = vec![T::zero(); delta.len()];
         let loss = (self.f)(&delta, &mut delta_cot);
@@ -381,7 +370,7 @@ impl<F> std::fmt::Debug for ParticleLoss<F> {
 }
 
 impl<T: Real, F: Fn(&State<T>, &mut [[T; 3]], &mut [[T; 3]]) -> f64> Loss<T> for ParticleLoss<F> {
-    fn value_and_cot(&self, _sim: &Simulation<T>, state: &State<T>, disp_cot: &mut [[T; 3]], mom_cot: &mut [[T; 3]]) -> f64 {
+    fn value_and_cot(&self, _mesh: &MeshContext<'_, T>, state: &State<T>, disp_cot: &mut [[T; 3]], mom_cot: &mut [[T; 3]]) -> f64 {
         (self.f)(state, disp_cot, mom_cot)
     }
 }
@@ -391,6 +380,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::mesh::MeshGeom;
+    use crate::sim::Simulation;
     use crate::testing::{fd_check_flat, rand_field};
 
     /// 8³ particles, 16³ mesh, 64 Mpc/h, 2 steps; returns the simulation and its final state.
@@ -410,7 +400,7 @@ mod tests {
     fn value_and_grads(loss: &impl Loss<f64>, sim: &Simulation<f64>, state: &State<f64>) -> (f64, Vec<[f64; 3]>, Vec<[f64; 3]>) {
         let n = state.disp.len();
         let (mut sb, mut pb) = (vec![[0.0; 3]; n], vec![[0.0; 3]; n]);
-        let v = loss.value_and_cot(sim, state, &mut sb, &mut pb);
+        let v = loss.value_and_cot(&sim.mesh_context(), state, &mut sb, &mut pb);
         (v, sb, pb)
     }
 
@@ -455,8 +445,8 @@ mod tests {
         // Target: the final density of another seed (deconvolved), all bins.
         let (sim, state) = tiny(true, 1);
         let (other, other_state) = tiny(true, 2);
-        let loss = PowerLoss::from_density(&sim, &other.density(&other_state), None).unwrap();
-        loss.check(&sim).unwrap();
+        let loss = PowerLoss::from_density(&sim.mesh_context(), &other.density(&other_state), None).unwrap();
+        loss.check(&sim.mesh_context()).unwrap();
         let (v, _, pb) = value_and_grads(&loss, &sim, &state);
         assert!(v > 0.0 && v.is_finite());
         assert!(pb.iter().all(|p| *p == [0.0; 3]), "the momenta do not enter");
@@ -606,26 +596,29 @@ mod tests {
         short.p.pop();
         assert!(matches!(PowerLoss::<f64>::new(short, None), Err(Error::Shape { .. })));
         // from_density: wrong length and NaN.
-        let e = PowerLoss::from_density(&sim, &[0.0f64; 100], None).unwrap_err();
+        let e = PowerLoss::from_density(&sim.mesh_context(), &[0.0f64; 100], None).unwrap_err();
         assert!(matches!(&e, Error::Shape { .. }) && e.to_string().contains("box.mesh"), "{e}");
         let mut d = vec![0.1f64; 16 * 16 * 16];
         d[7] = f64::INFINITY;
-        assert!(matches!(PowerLoss::from_density(&sim, &d, None), Err(Error::NonFinite { .. })));
+        assert!(matches!(
+            PowerLoss::from_density(&sim.mesh_context(), &d, None),
+            Err(Error::NonFinite { .. })
+        ));
         // Bins of another mesh (fewer bins) or another box (other k): check() says so.
         let e = PowerLoss::<f64>::new(spectrum_like(&MeshGeom::new(8, 64.0)), None)
             .unwrap()
-            .check(&sim)
+            .check(&sim.mesh_context())
             .unwrap_err();
         assert!(matches!(&e, Error::Shape { .. }) && e.to_string().contains("box.mesh = 16"), "{e}");
         let e = PowerLoss::<f64>::new(spectrum_like(&MeshGeom::new(16, 32.0)), None)
             .unwrap()
-            .check(&sim)
+            .check(&sim.mesh_context())
             .unwrap_err();
         assert!(matches!(&e, Error::Invalid { field, .. } if field == "target.k[0]"), "{e}");
         // The matching target passes, also after a round trip through 9 significant digits.
         let mut printed = good.clone();
         printed.k.iter_mut().for_each(|k| *k = format!("{k:.8e}").parse().unwrap());
-        PowerLoss::<f64>::new(printed, None).unwrap().check(&sim).unwrap();
+        PowerLoss::<f64>::new(printed, None).unwrap().check(&sim.mesh_context()).unwrap();
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! physical names as a [`Cosmology`] ([`cosmology_cotangent`]; "Cosmology is its own cotangent
 //! type").
 
-use crate::cosmology::{Cosmology, Params};
+use crate::cosmology::Cosmology;
 use crate::dual::Dual;
 use crate::error::Result;
 use crate::growth::Growth;
@@ -135,10 +135,10 @@ impl Param {
 }
 
 /// The parameters of `c` as duals, θ_j seeded with the unit vector j.
-fn seed(c: &Cosmology) -> Params<Tangent> {
+fn seed(c: &Cosmology) -> Cosmology<Tangent> {
     let var = |p: Param, v: f64| Tangent::variable(v, p.index());
     let amp_is_s8 = c.sigma8.is_some();
-    Params {
+    Cosmology {
         omega_m: var(Param::OmegaM, c.omega_m),
         omega_b: var(Param::OmegaB, c.omega_b),
         h: var(Param::H, c.h),
@@ -155,6 +155,7 @@ fn seed(c: &Cosmology) -> Params<Tangent> {
         wa: var(Param::Wa, c.wa),
         omega_k: var(Param::OmegaK, c.omega_k),
         t_cmb: var(Param::TCmb, c.t_cmb),
+        transfer: c.transfer.clone(),
     }
 }
 
@@ -267,7 +268,7 @@ impl CosmoTangents {
 }
 
 /// A [`Cosmology`] whose fields hold ∂L/∂(field) from the gradient array `grad` (in [`Param`]
-/// order): "Cosmology is its own cotangent type" (conventions.md rule 6). The amplitude entry goes
+/// order): a `Cosmology` is its own cotangent type (`transfer` copied from `like`). The amplitude entry goes
 /// to `sigma8 = Some(..)` if `like` is normalised by σ_8, to `a_s = Some(..)` if by A_s (the other
 /// is `None`), and is dropped if `like` gives neither. Units: those of L per unit of each field.
 pub fn cosmology_cotangent(grad: &[f64; N_PARAMS], like: &Cosmology) -> Cosmology {
@@ -289,6 +290,7 @@ pub fn cosmology_cotangent(grad: &[f64; N_PARAMS], like: &Cosmology) -> Cosmolog
         wa: g(Param::Wa),
         omega_k: g(Param::OmegaK),
         t_cmb: g(Param::TCmb),
+        transfer: like.transfer.clone(),
     }
 }
 

@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use pm_core::float::Real;
 use pm_core::loss::{DensityLoss, Loss};
-use pm_core::sim::{Simulation, State};
+use pm_core::pm::MeshContext;
+use pm_core::sim::State;
 use std::sync::Mutex;
 
 /// A loss `L = F_w(δ)` of the final density contrast computed by a candle closure (module docs).
@@ -94,8 +95,8 @@ where
     /// # Errors
     /// [`Error::Candle`] if the network fails on the mesh, [`Error::Shape`] if it does not return a
     /// scalar, [`Error::NonFinite`] if the value is NaN or infinite.
-    pub fn check<T: Real>(&self, sim: &Simulation<T>) -> Result<()> {
-        let m = sim.config().box_.mesh;
+    pub fn check<T: Real>(&self, mesh: &MeshContext<'_, T>) -> Result<()> {
+        let m = mesh.geom.m;
         let x = self.density_tensor(&vec![T::zero(); m * m * m])?;
         let l = self.scalar(&x)?;
         if !l.is_finite() {
@@ -182,18 +183,18 @@ where
     /// Recomputes the forward, runs candle's backward, adds `δ̄` pulled back through the density
     /// to `disp_cot` and ∂L/∂w to the accumulator. Panics if the network fails (call
     /// [`NetLoss::check`] first).
-    fn value_and_cot(&self, sim: &Simulation<T>, state: &State<T>, disp_cot: &mut [[T; 3]], mom_cot: &mut [[T; 3]]) -> f64 {
+    fn value_and_cot(&self, mesh: &MeshContext<'_, T>, state: &State<T>, disp_cot: &mut [[T; 3]], mom_cot: &mut [[T; 3]]) -> f64 {
         let inner = DensityLoss::new(|d: &[T], cot: &mut [T]| {
             self.net_value_and_cot(d, cot)
                 .unwrap_or_else(|e| panic!("NetLoss: the network failed ({e}); call NetLoss::check first"))
         });
-        inner.value_and_cot(sim, state, disp_cot, mom_cot)
+        inner.value_and_cot(mesh, state, disp_cot, mom_cot)
     }
 
     /// The forward alone: no backward, nothing accumulated.
-    fn value(&self, sim: &Simulation<T>, state: &State<T>) -> f64 {
+    fn value(&self, mesh: &MeshContext<'_, T>, state: &State<T>) -> f64 {
         let x = self
-            .density_tensor(&sim.density(state))
+            .density_tensor(&mesh.density(&state.disp))
             .unwrap_or_else(|e| panic!("NetLoss: density tensor ({e})"));
         self.scalar(&x)
             .unwrap_or_else(|e| panic!("NetLoss: the network failed ({e}); call NetLoss::check first"))
@@ -215,6 +216,7 @@ pub fn roll(x: &Tensor, shift: isize, dim: usize) -> candle_core::Result<Tensor>
 mod tests {
     use super::*;
     use pm_core::config::Config;
+    use pm_core::sim::Simulation;
 
     fn tiny() -> (Simulation<f64>, State<f64>) {
         let mut c = Config::default();
@@ -245,18 +247,18 @@ mod tests {
             (d.sqr()? * d)?.sum_all()?.broadcast_mul(&wt.squeeze(0)?)
         })
         .unwrap();
-        loss.check(&sim).unwrap();
+        loss.check(&sim.mesh_context()).unwrap();
         let d = sim.density(&st);
         let s3: f64 = d.iter().map(|v| v * v * v).sum();
-        let v = Loss::<f64>::value(&loss, &sim, &st);
+        let v = Loss::<f64>::value(&loss, &sim.mesh_context(), &st);
         pm_core::testing::assert_close(v, 0.7 * s3, 1e-12, 0.0, "value");
         assert_eq!(loss.weight_grads_flat().unwrap(), vec![0.0], "value() accumulates nothing");
         let n = st.disp.len();
         let (mut sb, mut pb) = (vec![[0.0; 3]; n], vec![[0.0; 3]; n]);
-        let v2 = loss.value_and_cot(&sim, &st, &mut sb, &mut pb);
+        let v2 = loss.value_and_cot(&sim.mesh_context(), &st, &mut sb, &mut pb);
         pm_core::testing::assert_close(v2, v, 1e-12, 0.0, "value_and_cot value");
         pm_core::testing::assert_close(loss.weight_grads_flat().unwrap()[0], s3, 1e-12, 0.0, "∂L/∂w");
-        loss.value_and_cot(&sim, &st, &mut sb, &mut pb);
+        loss.value_and_cot(&sim.mesh_context(), &st, &mut sb, &mut pb);
         pm_core::testing::assert_close(loss.weight_grads_flat().unwrap()[0], 2.0 * s3, 1e-12, 0.0, "two passes");
         assert!(pb.iter().all(|p| *p == [0.0; 3]), "the momenta do not enter");
         loss.zero_grads();
@@ -275,11 +277,11 @@ mod tests {
         .unwrap();
         let n = st.disp.len();
         let (mut sb, mut pb) = (vec![[0.0; 3]; n], vec![[0.0; 3]; n]);
-        loss.value_and_cot(&sim, &st, &mut sb, &mut pb);
+        loss.value_and_cot(&sim.mesh_context(), &st, &mut sb, &mut pb);
         let f = |v: &[f64]| {
             let mut s = st.clone();
             s.disp = v.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
-            Loss::<f64>::value(&loss, &sim, &s)
+            Loss::<f64>::value(&loss, &sim.mesh_context(), &s)
         };
         for seed in [1, 2] {
             let rel = pm_core::testing::fd_check_flat(&f, st.disp.as_flattened(), sb.as_flattened(), 1e-6, 1e-6, seed);
@@ -291,10 +293,10 @@ mod tests {
     fn a_network_that_does_not_return_a_scalar_is_refused() {
         let (sim, _) = tiny();
         let loss = NetLoss::new(vec![], DType::F32, Device::Cpu, |d: &Tensor| d.sqr()).unwrap();
-        let e = loss.check(&sim).unwrap_err();
+        let e = loss.check(&sim.mesh_context()).unwrap_err();
         assert!(matches!(&e, Error::Shape { .. }) && e.to_string().contains("scalar"), "{e}");
         let loss = NetLoss::new(vec![], DType::F32, Device::Cpu, |d: &Tensor| d.log()?.sum_all()).unwrap();
-        assert!(matches!(loss.check(&sim).unwrap_err(), Error::NonFinite { .. }));
+        assert!(matches!(loss.check(&sim.mesh_context()).unwrap_err(), Error::NonFinite { .. }));
         assert!(NetLoss::new(vec![], DType::U8, Device::Cpu, |d: &Tensor| Ok(d.clone())).is_err());
     }
 }

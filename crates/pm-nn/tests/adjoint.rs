@@ -121,7 +121,7 @@ fn white_noise_to_network_loss_gradient_in_one_call_matches_finite_differences()
     })
     .unwrap();
     let mut sim = Simulation::<f64>::new(&c).unwrap();
-    loss.check(&sim).unwrap();
+    loss.check(&sim.mesh_context()).unwrap();
     let w = sim.white_noise();
     let obj = Objective::final_state(&loss);
     let g = value_and_grad(&mut sim, &w, &obj, &GradOptions::default()).unwrap();

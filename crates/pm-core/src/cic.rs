@@ -12,7 +12,7 @@
 //! - paint:   `ρ[c] += Σ_p w_p W_c(x_p)`            (w_p = 1 unless weights are given)
 //! - readout: `v_p = Σ_c W_c(x_p) F[c]`
 //!
-//! **Adjoints** (they *add* to caller-owned cotangents, conventions §4):
+//! **Adjoints** (they *add* to caller-owned cotangents, docs/conventions.md §5):
 //! - paint, w.r.t. positions: `s̄_p += w_p Σ_c ρ̄[c] ∂W_c/∂x (x_p)`  (∂W/∂x = ±1/Δ × other weights)
 //! - paint, w.r.t. weights:   `w̄_p += Σ_c ρ̄[c] W_c(x_p)` (a readout of ρ̄)
 //! - readout, w.r.t. field:   `F̄[c] += Σ_p v̄_p W_c(x_p)`     (a paint of v̄)

@@ -1,9 +1,8 @@
 //! The run configuration: static choices read from a TOML file, validated once.
 //!
 //! A [`Config`] holds what `cosmograd simulate` needs to set up a run (box, cosmology, time
-//! stepping, seeds, force kernel, outputs). It is *not* the differentiable parameter set: that
-//! is [`Cosmology`], built from the `[cosmology]` section by [`CosmologyConfig::cosmology`]
-//! (conventions.md §6).
+//! stepping, seeds, force kernel, outputs). Its `[cosmology]` section is the [`Cosmology`]
+//! itself, the one parameter type that the tables, their tangents and the gradients share.
 //!
 //! Every key is optional and defaults to the embedded default run (Planck-18-like cosmology,
 //! 64³ particles, 128³ mesh, 256 Mpc/h box, 2LPT at a = 0.02, 20 steps to a = 1), so

@@ -72,7 +72,7 @@ pub struct Cosmology<S = f64> {
 }
 
 impl Default for Cosmology {
-    /// Planck-2018-like flat ΛCDM (the reference cosmology "A" of `shared/reference`).
+    /// Planck-2018-like flat ΛCDM (the reference cosmology "A" of `crates/pm-core/tests/reference`).
     fn default() -> Self {
         Self::planck18()
     }

@@ -1,6 +1,6 @@
 //! Where a computation runs: [`Device::Cpu`] or [`Device::Cuda`], one API for both.
 //!
-//! The CUDA backend is behind the `cuda` cargo feature (conventions rule 15). Without it the
+//! The CUDA backend is behind the `cuda` cargo feature. Without it the
 //! [`Device::Cuda`] variant holds an uninhabited placeholder ([`CudaDevice`]), so it can never be
 //! constructed, and [`Device::open`] of [`DeviceKind::Cuda`] returns [`CudaError::NotBuilt`]; no
 //! CUDA toolkit is needed to build or test. With it, [`Device::open`] loads the driver, picks the
@@ -90,7 +90,7 @@ pub enum CudaError {
 pub use crate::cuda::CudaDevice;
 
 /// Placeholder of the CUDA device in builds without the `cuda` feature: uninhabited, so
-/// [`Device::Cuda`] cannot be constructed (conventions rule 15).
+/// [`Device::Cuda`] cannot be constructed.
 #[cfg(not(feature = "cuda"))]
 #[derive(Debug, Clone)]
 pub struct CudaDevice {

@@ -1,6 +1,6 @@
 //! The sealed floating-point trait used by every field and particle array.
 //!
-//! Precision policy (conventions.md §8): fields and particles are `f32` by default and `f64` for
+//! Precision policy (docs/conventions.md §3): fields and particles are `f32` by default and `f64` for
 //! verification (`precision = "f64"`); cosmology, time-step coefficients and all reductions
 //! (P(k) bins, losses, dot products) are computed in `f64` whatever `T` is.
 

@@ -77,6 +77,7 @@ pub mod power;
 pub mod sim;
 pub mod tables;
 pub mod tangent;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use cosmology::Cosmology;

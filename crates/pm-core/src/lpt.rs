@@ -1,6 +1,6 @@
 //! Lagrangian perturbation theory displacements (docs/physics.md §3).
 //!
-//! Sign convention (the one of `shared/reference/growth_D2.txt`): with `∇²φ₁ = δ_L` (a = 1),
+//! Sign convention (the one of `crates/pm-core/tests/reference/growth_D2.txt`): with `∇²φ₁ = δ_L` (a = 1),
 //! ```text
 //!   x = q + D₁(a) s₁ + D₂(a) s₂,   s₁ = −∇φ₁,   s₂ = +∇φ₂,
 //!   ∇²φ₂ = Σ_{i>j} (φ₁,ii φ₁,jj − φ₁,ij²),        D₂ ≈ −3/7 D₁² < 0,

@@ -1,4 +1,4 @@
-//! White noise and the linear density modes (docs/physics.md §2, shared/design/physics.md).
+//! White noise and the linear density modes (docs/physics.md §2).
 //!
 //! **White noise.** `w(x)` on the particle grid (n per side, C order `[ix][iy][iz]`), unit-variance
 //! Gaussian. Value `i` (flat index) is a pure function of `(seed, i)`: a counter-based generator

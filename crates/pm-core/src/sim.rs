@@ -255,3 +255,64 @@ impl<T: Real> Simulation<T> {
         self.mesh_context().power(density)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correction::SplineCorrection;
+
+    fn small() -> Config {
+        let mut c = Config::default();
+        (c.box_.particles, c.box_.mesh, c.box_.size, c.time.steps) = (8, 16, 64.0, 3);
+        c
+    }
+
+    fn with_correction(c: &Config) -> Simulation<f64> {
+        let mut model = SplineCorrection::new(4, 2, 1.0, (c.time.a_start, c.time.a_stop)).unwrap();
+        model.set_params(&[0.1, -0.2, 0.05, 0.0, 0.1, 0.0, -0.1, 0.2]).unwrap();
+        let mut sim = Simulation::<f64>::new(c).unwrap();
+        sim.set_force_correction(Some(Box::new(model)));
+        sim
+    }
+
+    fn final_state(sim: &mut Simulation<f64>) -> State<f64> {
+        let mut st = sim.initial_conditions(sim.white_noise()).unwrap();
+        sim.run(&mut st, |_| Ok(())).unwrap();
+        st
+    }
+
+    #[test]
+    fn set_cosmology_keeps_plans_and_correction() {
+        let c = small();
+        let mut sim = with_correction(&c);
+        let plans = |s: &Simulation<f64>| (s.gravity().fft().plan_id(), s.fft_lattice().plan_id());
+        let before = plans(&sim);
+        let other = Cosmology {
+            omega_m: 0.35,
+            sigma8: Some(0.75),
+            ..c.cosmology.clone()
+        };
+        sim.set_cosmology(&other).unwrap();
+        assert_eq!(plans(&sim), before, "a change of cosmology rebuilt the FFT plans");
+        assert!(sim.force_correction().is_some(), "a change of cosmology dropped the correction");
+        assert_eq!(sim.config().cosmology, other);
+        assert_eq!(sim.cosmology(), &other);
+        // The result is that of a simulation built at the new cosmology, bit for bit.
+        let mut c2 = c.clone();
+        c2.cosmology = other;
+        let mut fresh = with_correction(&c2);
+        assert_ne!(plans(&fresh), before);
+        let (a, b) = (final_state(&mut sim), final_state(&mut fresh));
+        assert_eq!(a.disp, b.disp);
+        assert_eq!(a.mom, b.mom);
+        // An invalid cosmology is refused and leaves the simulation as it was.
+        let bad = Cosmology {
+            omega_b: 0.5,
+            ..c2.cosmology.clone()
+        };
+        let e = sim.set_cosmology(&bad).unwrap_err();
+        assert!(e.to_string().contains("cosmology.omega_b"), "{e}");
+        assert_eq!(sim.config().cosmology, c2.cosmology);
+        assert_eq!(final_state(&mut sim).disp, b.disp);
+    }
+}

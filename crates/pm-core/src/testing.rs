@@ -1,7 +1,8 @@
-//! Shared test helpers (conventions §12): reproducible random inputs, dot products in f64,
+//! Shared test helpers: reproducible random inputs, dot products in f64,
 //! the dot-product (adjoint) test and the central finite-difference check.
 //!
-//! Public so that the other crates' tests and the integration tests use the same helpers.
+//! Built for tests only (`cfg(test)`, or the `testing` feature that the other workspace crates
+//! turn on in their dev-dependencies), so the helpers stay out of the library API.
 
 use crate::float::Real;
 use crate::noise::{gaussian, uniform};
@@ -99,7 +100,7 @@ where
     rel
 }
 
-/// Rows of a reference table from `shared/reference` (copied to `crates/pm-core/tests/reference`):
+/// Rows of a reference table from `crates/pm-core/tests/reference` (the CLASS/CCL tables):
 /// whitespace-separated numbers, `#` comments and blank lines skipped.
 #[track_caller]
 pub fn reference_table(name: &str) -> Vec<Vec<f64>> {

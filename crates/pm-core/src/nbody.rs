@@ -61,7 +61,8 @@ impl<T: Real> Simulation<T> {
     /// Evaluates the force at `disp` and scale factor `a` into `out` (with the correction, if any).
     fn force(&mut self, disp: &[[T; 3]], a: f64, out: &mut [[T; 3]]) {
         let corr = self.correction.as_deref().map(|model| Corrected { model, a });
-        self.pm.force(disp, corr, out);
+        let (gravity, ws) = self.pm.force_parts();
+        gravity.accel_with(disp, 1.0, corr, out, ws);
     }
 
     /// Adds `scale · (∂A/∂s)ᵀ ā` to `disp_cot` for the force at displacements `disp` and scale
@@ -77,7 +78,8 @@ impl<T: Real> Simulation<T> {
         param_cot: Option<&mut [f64]>,
     ) {
         let corr = self.correction.as_deref().map(|model| Corrected { model, a });
-        self.pm.force_vjp(disp, corr, scale, accel_cot, disp_cot, param_cot);
+        let (gravity, ws) = self.pm.force_parts();
+        gravity.accel_vjp_with(disp, scale, corr, accel_cot, disp_cot, param_cot, ws);
     }
 
     /// Recomputes `state.accel` from `state.disp` at `state.a` (after the positions were replaced,
@@ -146,8 +148,8 @@ impl<T: Real> Simulation<T> {
         // Reversal and VJP at the same positions, fused (one paint, one set of meshes).
         kick_drift(&mut state.disp, &mut state.mom, &state.accel, -k2, -dr);
         let corr = self.correction.as_deref().map(|model| Corrected { model, a: a0 });
-        self.pm
-            .force_and_vjp(&state.disp, corr, &mut state.accel, coef, &cot.mom, &mut cot.disp, params);
+        let (gravity, ws) = self.pm.force_parts();
+        gravity.accel_and_vjp(&state.disp, corr, &mut state.accel, coef, &cot.mom, &mut cot.disp, params, ws);
         let kick_at_start = kick_dot(&mut state.mom, &state.accel, -k1, &cot.mom);
         state.a = a0;
         StepAdjoint {

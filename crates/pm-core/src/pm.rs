@@ -11,7 +11,7 @@ use crate::cic::Cic;
 use crate::config::{BoxConfig, Gradient};
 use crate::fft::Fft3;
 use crate::float::Real;
-use crate::gravity::{Corrected, Gravity, GravityWorkspace};
+use crate::gravity::{Gravity, GravityWorkspace};
 use crate::mesh::MeshGeom;
 use crate::power::{power_spectrum, Deconvolve, PowerSpectrum};
 use rayon::prelude::*;
@@ -61,41 +61,10 @@ impl<T: Real> Pm<T> {
         }
     }
 
-    /// The normalised PM acceleration `A = −∇∇⁻²δ` (with the correction `corr`, if any) at the
-    /// displacements `disp` into `out` (Mpc/h; gravity.rs).
-    pub fn force(&mut self, disp: &[[T; 3]], corr: Option<Corrected<'_>>, out: &mut [[T; 3]]) {
-        self.gravity.accel_with(disp, 1.0, corr, out, &mut self.ws);
-    }
-
-    /// The force's VJP: adds `scale · (∂A/∂s)ᵀ ā` to `disp_cot` and, with a correction and
-    /// `param_cot`, `scale · (∂A/∂θ)ᵀ ā` to `param_cot` (gravity.rs, docs/adjoint.md eq. L3).
-    pub fn force_vjp(
-        &mut self,
-        disp: &[[T; 3]],
-        corr: Option<Corrected<'_>>,
-        scale: f64,
-        accel_cot: &[[T; 3]],
-        disp_cot: &mut [[T; 3]],
-        param_cot: Option<&mut [f64]>,
-    ) {
-        self.gravity
-            .accel_vjp_with(disp, scale, corr, accel_cot, disp_cot, param_cot, &mut self.ws);
-    }
-
-    /// [`Pm::force`] into `out` and [`Pm::force_vjp`] at the same positions, sharing the paint
-    /// and the meshes.
-    pub fn force_and_vjp(
-        &mut self,
-        disp: &[[T; 3]],
-        corr: Option<Corrected<'_>>,
-        out: &mut [[T; 3]],
-        scale: f64,
-        accel_cot: &[[T; 3]],
-        disp_cot: &mut [[T; 3]],
-        param_cot: Option<&mut [f64]>,
-    ) {
-        self.gravity
-            .accel_and_vjp(disp, corr, out, scale, accel_cot, disp_cot, param_cot, &mut self.ws);
+    /// The force ([`Gravity`]: `accel_with`, `accel_vjp_with`, `accel_and_vjp`) with this box's
+    /// scratch meshes, for the time step and its adjoint (nbody.rs).
+    pub fn force_parts(&mut self) -> (&Gravity<T>, &mut GravityWorkspace<T>) {
+        (&self.gravity, &mut self.ws)
     }
 
     /// Particle positions `q + s` wrapped into `[0, L)` Mpc/h (f32, N × 3, lattice order).

@@ -15,7 +15,8 @@
 //! the final particles exactly as `simulate` writes `density.npy` (δ_T = 0 without `--target`);
 //! `power`, the P(k) log-ratio χ² against the spectrum of the `--target` density mesh.
 
-use crate::simulate::{check_output_files, resolve_config, Input};
+use crate::cli::{resolve_config, thread_pool, Input, Output};
+use crate::output::{check_output_files, create_output_dir, write_text};
 use pm_adjoint::{value_and_grad, GradOptions, Objective, Recover};
 use pm_core::config::{Config, Precision};
 use pm_core::cosmology::Cosmology;
@@ -46,24 +47,33 @@ impl std::str::FromStr for LossKind {
     }
 }
 
-/// Command-line options of `gradient`.
-#[derive(Clone, Debug, Default)]
+/// Options of `cosmograd gradient`.
+#[derive(clap::Args, Clone, Debug)]
+#[command(
+    mut_arg("out", |a| a.default_value("out-gradient")),
+    mut_arg("quiet", |a| a.help("No summary"))
+)]
 pub struct Options {
     /// Configuration and white noise.
+    #[command(flatten)]
     pub input: Input,
-    /// Target density mesh (m³ .npy) of the loss.
+    /// Target density contrast on the force mesh: .npy of shape (m, m, m) (e.g. a density.npy
+    /// written by `simulate`). field-mse: δ_T = 0 without it; power: required.
+    #[arg(long, value_name = "T.npy")]
     pub target: Option<PathBuf>,
-    /// The loss.
+    /// The loss: field-mse (mean over the mesh of (δ − δ_T)²) or power (P(k) log-ratio χ²).
+    #[arg(long, value_name = "LOSS", default_value = "field-mse")]
     pub loss: LossKind,
-    /// Store the state every K steps and restart the reverse integration from it.
+    /// Store the particle state every K steps and restart the reverse integration from each
+    /// (bounded reversal error, memory ∝ steps/K). Default: pure reverse integration.
+    #[arg(long, value_name = "K")]
     pub checkpoint_every: Option<usize>,
-    /// Output directory.
-    pub out: PathBuf,
-    /// Overwrite a different earlier run's outputs.
-    pub force: bool,
-    /// Suppress the summary.
-    pub quiet: bool,
+    /// Output directory (default `out-gradient`), overwriting, quiet (no summary).
+    #[command(flatten)]
+    pub output: Output,
 }
+
+crate::cli::default_from_command_line!(Options);
 
 /// The files `gradient` writes.
 pub const GRADIENT_FILES: [&str; 6] = [
@@ -126,13 +136,8 @@ pub fn run(opts: &Options) -> Result<()> {
         return Err(Error::invalid("--checkpoint-every", 0, "at least 1 step between checkpoints"));
     }
     let resolved = config.to_toml_string();
-    check_output_files(&opts.out, &GRADIENT_FILES, &resolved, opts.force)?;
-    let threads = config.run.threads;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::invalid("run.threads", threads, format!("a thread count the system can start ({e})")))?;
-    pool.install(|| match config.run.precision {
+    check_output_files(&opts.output.out, &GRADIENT_FILES, &resolved, opts.output.force)?;
+    thread_pool(&config)?.install(|| match config.run.precision {
         Precision::F32 => run_typed::<f32>(&config, &resolved, opts),
         Precision::F64 => run_typed::<f64>(&config, &resolved, opts),
     })
@@ -150,10 +155,6 @@ fn read_target<T: Real>(path: &Path, m: usize) -> Result<Vec<T>> {
     }
     Error::check_finite(&format!("target density {}", path.display()), &data)?;
     Ok(data.into_iter().map(T::of).collect())
-}
-
-fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::file(path, e.to_string()))
 }
 
 fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result<()> {
@@ -186,9 +187,8 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
             ..Default::default()
         },
     )?;
-    let out = &opts.out;
-    std::fs::create_dir_all(out).map_err(|e| Error::file(out, format!("cannot create the output directory: {e}")))?;
-    write_text(&out.join("config.toml"), resolved)?;
+    let out = &opts.output.out;
+    create_output_dir(out, resolved)?;
     write_text(&out.join("loss.txt"), &format!("{:e}\n", g.loss))?;
     let gw = out.join("grad_white_noise.npy");
     if wide {
@@ -209,7 +209,7 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
             rss.map_or("unknown".to_string(), |r| format!("{r:.1}"))
         ),
     )?;
-    if !opts.quiet {
+    if !opts.output.quiet {
         let steps = sim.boundaries().len() - 1;
         println!(
             "cosmograd gradient: {n}³ particles, {m}³ mesh, {steps} steps ({}, {} threads): loss {:.6e}",

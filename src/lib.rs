@@ -30,7 +30,11 @@ pub use pm_adjoint as adjoint;
 pub use pm_core as core;
 pub use pm_nn as nn;
 
+pub mod cli;
 pub mod gradient;
 pub mod output;
+pub mod plot;
 pub mod reconstruct;
 pub mod simulate;
+#[cfg(test)]
+mod test_data;

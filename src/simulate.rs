@@ -7,40 +7,29 @@
 //! mesh, value of cell (i,j,k) at its centre), `power.txt`, `power.png`, `slice.png` (CIC density on the particle grid, projected over
 //! `output.slice_thickness`).
 
-use crate::output::{plot_power_png, plot_slice_png, write_power_txt};
+use crate::cli::{resolve_config, thread_pool, Input, Output};
+use crate::output::{check_output_files, create_output_dir, write_power_txt};
+use crate::plot::{plot_power_png, plot_slice_png};
 use indicatif::{ProgressBar, ProgressStyle};
 use pm_core::config::{Config, Precision};
 use pm_core::io::{read_white_noise, write_npy_f32};
 use pm_core::sim::{Event, Simulation, State};
-use pm_core::{Error, Real, Result};
-use std::path::{Path, PathBuf};
+use pm_core::{Real, Result};
+use std::path::Path;
 use std::time::Instant;
 
-/// Where a run's configuration and white noise come from (shared by every command).
-#[derive(Clone, Debug, Default)]
-pub struct Input {
-    /// Config file; `None` runs the embedded default.
-    pub config: Option<PathBuf>,
-    /// White-noise .npy file; `None` draws it from the seed.
-    pub white_noise: Option<PathBuf>,
-    /// Seed override.
-    pub seed: Option<u64>,
-    /// The device to run on (checked first by [`resolve_config`]).
-    pub device: pm_core::DeviceKind,
-}
-
-/// Command-line options of `simulate`.
-#[derive(Clone, Debug, Default)]
+/// Options of `cosmograd simulate`.
+#[derive(clap::Args, Clone, Debug)]
 pub struct Options {
     /// Configuration and white noise.
+    #[command(flatten)]
     pub input: Input,
-    /// Output directory.
-    pub out: PathBuf,
-    /// Overwrite a different earlier run's outputs.
-    pub force: bool,
-    /// Suppress the progress bar and summary.
-    pub quiet: bool,
+    /// Output directory, overwriting, quiet.
+    #[command(flatten)]
+    pub output: Output,
 }
+
+crate::cli::default_from_command_line!(Options);
 
 /// The files written per snapshot (the final state at a_stop without suffix).
 pub const SNAPSHOT_FILES: [&str; 6] = [
@@ -75,76 +64,19 @@ pub fn snapshot_tag(a: f64) -> String {
     format!("_a{a:.4}")
 }
 
-/// Resolves the configuration from the input (file or default, then overrides) and validates it.
-/// A CUDA device that cannot be used is an error, before anything is read (docs/cuda.md).
-pub fn resolve_config(opts: &Input) -> Result<Config> {
-    pm_core::device::require(opts.device, "the PM time loop (simulate, gradient)")?;
-    let mut config = match &opts.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    if let Some(s) = opts.seed {
-        config.run.seed = s;
-    }
-    if let Some(w) = &opts.white_noise {
-        let abs = std::path::absolute(w).map_err(|e| Error::file(w, format!("cannot resolve path: {e}")))?;
-        config.run.white_noise = Some(abs);
-    }
-    config.validate()?;
-    Ok(config)
-}
-
-/// Refuses to overwrite the outputs of a different run: if `dir` holds any file this run would
-/// write and its `config.toml` is not identical to `resolved` (same config → bit-identical
-/// outputs), it is an error unless `force`.
+/// Refuses to overwrite the outputs of a different run ([`check_output_files`] with the files of
+/// [`output_files`]).
 pub fn check_output_dir(dir: &Path, config: &Config, resolved: &str, force: bool) -> Result<()> {
     let files = output_files(config);
     check_output_files(dir, &files, resolved, force)
-}
-
-/// [`check_output_dir`] for an explicit list of file names (used by every command that writes a
-/// `config.toml` beside its outputs).
-pub fn check_output_files<S: AsRef<str>>(dir: &Path, files: &[S], resolved: &str, force: bool) -> Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    if !dir.is_dir() {
-        return Err(Error::file(dir, "exists and is not a directory; choose another --out"));
-    }
-    let existing: Vec<String> = files
-        .iter()
-        .map(|f| f.as_ref().to_string())
-        .filter(|f| dir.join(f).exists())
-        .collect();
-    if existing.is_empty() || force {
-        return Ok(());
-    }
-    let same = std::fs::read_to_string(dir.join("config.toml"))
-        .map(|s| s == resolved)
-        .unwrap_or(false);
-    if same {
-        return Ok(());
-    }
-    Err(Error::file(
-        dir,
-        format!(
-            "already holds the outputs of a different run ({}); pass --force to overwrite them or choose another --out",
-            existing.join(", ")
-        ),
-    ))
 }
 
 /// Runs `simulate` with the given options.
 pub fn run(opts: &Options) -> Result<()> {
     let config = resolve_config(&opts.input)?;
     let resolved = config.to_toml_string();
-    check_output_dir(&opts.out, &config, &resolved, opts.force)?;
-    let threads = config.run.threads;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::invalid("run.threads", threads, format!("a thread count the system can start ({e})")))?;
-    pool.install(|| match config.run.precision {
+    check_output_dir(&opts.output.out, &config, &resolved, opts.output.force)?;
+    thread_pool(&config)?.install(|| match config.run.precision {
         Precision::F32 => run_typed::<f32>(&config, &resolved, opts),
         Precision::F64 => run_typed::<f64>(&config, &resolved, opts),
     })
@@ -158,11 +90,11 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
         Some(path) => read_white_noise::<T>(path, n)?,
         None => sim.white_noise(),
     };
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::file(&opts.out, format!("cannot create the output directory: {e}")))?;
-    std::fs::write(opts.out.join("config.toml"), resolved).map_err(|e| Error::file(opts.out.join("config.toml"), e.to_string()))?;
+    let out = &opts.output.out;
+    create_output_dir(out, resolved)?;
     let mut state = sim.initial_conditions(w)?;
     let t_ic = t0.elapsed().as_secs_f64();
-    let bar = if opts.quiet {
+    let bar = if opts.output.quiet {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(sim.boundaries().len() as u64 - 1)
@@ -190,10 +122,10 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
         } else {
             snapshot_tag(s.a)
         };
-        written.extend(write_snapshot(&sim, s, &opts.out, &tag)?);
+        written.extend(write_snapshot(&sim, s, out, &tag)?);
     }
     let t_out = t2.elapsed().as_secs_f64();
-    if !opts.quiet {
+    if !opts.output.quiet {
         let steps = sim.boundaries().len() - 1;
         println!(
             "cosmograd simulate: {n}³ particles, {}³ mesh, {} Mpc/h, {steps} steps a = {} → {} ({}, {} threads)",
@@ -208,7 +140,7 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
             "  initial conditions {t_ic:.2} s, time stepping {t_run:.2} s ({:.1} ms/step), outputs {t_out:.2} s",
             1e3 * t_run / steps as f64
         );
-        println!("  wrote {} files to {}", written.len() + 1, opts.out.display());
+        println!("  wrote {} files to {}", written.len() + 1, out.display());
     }
     Ok(())
 }

@@ -1,26 +1,14 @@
 //! The `cosmograd simulate` command: outputs, overwrite protection and bad input (exit code 2,
 //! one line naming the problem).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 mod common;
-use common::{assert_bad, bin, write_npy};
-
-fn tmpdir(name: &str) -> PathBuf {
-    common::tmpdir("cli", name)
-}
+use common::{assert_bad, bin, tmpdir, write_npy};
 
 /// A small, fast configuration (16³ particles, 32³ mesh, 4 steps).
-const SMALL: &str = r#"
-[box]
-size = 64.0
-particles = 16
-mesh = 32
-[time]
-steps = 4
-snapshots = [0.5]
-"#;
+const SMALL: &str = common::small_config!("snapshots = [0.5]\n");
 
 fn simulate(dir: &Path, cfg: Option<&str>, extra: &[&str]) -> Output {
     common::run("simulate", dir, cfg, extra)

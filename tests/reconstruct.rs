@@ -7,25 +7,14 @@
 //! this optimiser: §L). Run them with
 //! `cargo test --release --test reconstruct -- --ignored --nocapture`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 mod common;
-use common::{assert_bad, bin};
-
-fn tmpdir(name: &str) -> PathBuf {
-    common::tmpdir("recon", name)
-}
+use common::{assert_bad, bin, tmpdir};
 
 /// A small, fast configuration: 16³ particles, 32³ mesh, 64 Mpc/h, 4 steps.
-const SMALL: &str = r#"
-[box]
-size = 64.0
-particles = 16
-mesh = 32
-[time]
-steps = 4
-"#;
+const SMALL: &str = common::small_config!("");
 
 fn reconstruct(dir: &Path, cfg: Option<&str>, extra: &[&str]) -> Output {
     common::run("reconstruct", dir, cfg, extra)
@@ -304,6 +293,22 @@ fn bad_input_gives_one_line_and_exit_code_2() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs the default mock (the embedded configuration) with `--noise sigma --iterations iters`,
+/// prints its summary, checks that it succeeded with a monotone loss, and returns `r_k.txt`.
+fn default_mock_rk(dir: &Path, sigma: &str, iters: &str) -> Vec<Vec<f64>> {
+    let out = bin()
+        .args(["reconstruct", "--out"])
+        .arg(dir.join("out"))
+        .args(["--noise", sigma, "--iterations", iters])
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert_ok(&out);
+    let o = dir.join("out");
+    assert_monotone(&table(&o.join("loss.txt")));
+    print_rk(&o)
+}
+
 /// Reads `r_k.txt` and prints it.
 fn print_rk(o: &Path) -> Vec<Vec<f64>> {
     let rk = table(&o.join("r_k.txt"));
@@ -328,17 +333,7 @@ fn print_rk(o: &Path) -> Vec<Vec<f64>> {
 fn default_mock_noise_free_bar() {
     let dir = tmpdir("bar-noise-free");
     let iters = std::env::var("RECON_ITERATIONS").unwrap_or_else(|_| "100".into());
-    let out = bin()
-        .args(["reconstruct", "--out"])
-        .arg(dir.join("out"))
-        .args(["--noise", "0.01", "--iterations", &iters])
-        .output()
-        .unwrap();
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    assert_ok(&out);
-    let o = dir.join("out");
-    assert_monotone(&table(&o.join("loss.txt")));
-    let rk = print_rk(&o);
+    let rk = default_mock_rk(&dir, "0.01", &iters);
     for r in rk.iter().filter(|r| r[0] <= 0.5) {
         assert!(r[1] >= 0.95, "r(k = {:.3}) = {:.4} < 0.95", r[0], r[1]);
     }
@@ -362,17 +357,7 @@ fn default_mock_wiener_bar() {
     let dir = tmpdir("bar-wiener");
     let sigma = std::env::var("RECON_SIGMA").unwrap_or_else(|_| "50".into());
     let iters = std::env::var("RECON_ITERATIONS").unwrap_or_else(|_| "100".into());
-    let out = bin()
-        .args(["reconstruct", "--out"])
-        .arg(dir.join("out"))
-        .args(["--noise", &sigma, "--iterations", &iters])
-        .output()
-        .unwrap();
-    println!("{}", String::from_utf8_lossy(&out.stdout));
-    assert_ok(&out);
-    let o = dir.join("out");
-    assert_monotone(&table(&o.join("loss.txt")));
-    let rk = print_rk(&o);
+    let rk = default_mock_rk(&dir, &sigma, &iters);
     for r in rk.iter().filter(|r| r[0] <= 0.3) {
         assert!(
             (r[1] / r[4] - 1.0).abs() <= 0.1,

@@ -1,19 +1,30 @@
 //! Helpers shared by the command-line integration tests (`cli.rs`, `reconstruct.rs`): the
-//! binary, scratch directories, one run of a subcommand, the bad-input assertion and a minimal
-//! `.npy` writer.
+//! binary, a small configuration, scratch directories, one run of a subcommand, the bad-input
+//! assertion and a minimal `.npy` writer.
 
 #![allow(dead_code)] // each test crate uses its own subset
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A small, fast configuration (TOML: 16³ particles, 32³ mesh, 64 Mpc/h, 4 steps), with the
+/// keys `$time` (a string literal, one `key = value` line each) added to its `[time]` table.
+macro_rules! small_config {
+    ($time:literal) => {
+        concat!("\n[box]\nsize = 64.0\nparticles = 16\nmesh = 32\n[time]\nsteps = 4\n", $time)
+    };
+}
+pub(crate) use small_config;
+
 /// The `cosmograd` binary built for this test run.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cosmograd"))
 }
 
-/// A fresh, empty scratch directory `cosmograd-{suite}-{pid}-{name}` in the system temp dir.
-pub fn tmpdir(suite: &str, name: &str) -> PathBuf {
+/// A fresh, empty scratch directory `cosmograd-{suite}-{pid}-{name}` in the system temp dir,
+/// `suite` the name of the test crate (`cli`, `reconstruct`).
+pub fn tmpdir(name: &str) -> PathBuf {
+    let suite = env!("CARGO_CRATE_NAME");
     let d = std::env::temp_dir().join(format!("cosmograd-{suite}-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();

@@ -1,0 +1,130 @@
+//! What every subcommand shares: the options saying where the configuration and white noise come
+//! from ([`Input`]) and where the outputs go ([`Output`]), the configuration and thread pool they
+//! resolve to, and building a subcommand's options in code ([`parse`], [`defaults`]).
+//!
+//! Each subcommand's options are one clap [`Args`] struct (`simulate::Options`,
+//! `gradient::Options`, `reconstruct::Options`) that flattens these two; their doc comments are
+//! the `--help` text.
+
+use clap::{Args, FromArgMatches};
+use pm_core::config::Config;
+use pm_core::{Error, Result};
+use std::path::PathBuf;
+
+/// Where the configuration and the white noise come from (every command).
+#[derive(Args, Clone, Debug)]
+pub struct Input {
+    /// TOML configuration (see docs/config.md); keys left out take the embedded defaults.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// White noise on the particle grid: .npy of shape (n, n, n), float32 or float64, C order
+    /// (`gradient` writes ∂L/∂w with the same shape and dtype).
+    #[arg(long, value_name = "FILE.npy")]
+    pub white_noise: Option<PathBuf>,
+    /// Random seed of the white noise when no file is given (overrides run.seed).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Where to run: cpu, or cuda (needs a build with --features cuda, an NVIDIA driver and GPU;
+    /// see docs/cuda.md).
+    #[arg(long, value_name = "cpu|cuda", default_value = "cpu")]
+    pub device: pm_core::DeviceKind,
+}
+
+/// Where the outputs go (every command, after its own options). A command whose directory or
+/// `--quiet` differs says so with `mut_arg` on its options struct.
+#[derive(Args, Clone, Debug)]
+pub struct Output {
+    /// Output directory.
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub out: PathBuf,
+    /// Overwrite the outputs of a different earlier run in DIR.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bar or summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// A subcommand's options from its arguments (without the program and subcommand names), with
+/// the command line's defaults and checks, e.g.
+/// `parse::<cosmograd::simulate::Options>(["--out", "run1", "--seed", "7"])`.
+pub fn parse<A, I, S>(args: I) -> std::result::Result<A, clap::Error>
+where
+    A: Args + FromArgMatches,
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    let command = A::augment_args(clap::Command::new("cosmograd"));
+    let matches = command.try_get_matches_from(std::iter::once("cosmograd".into()).chain(args.into_iter().map(Into::into)))?;
+    A::from_arg_matches(&matches)
+}
+
+/// A subcommand's options as the command line has them when no option is given (every option
+/// of every subcommand has a default or is optional).
+pub fn defaults<A: Args + FromArgMatches>() -> A {
+    parse::<A, _, &str>([]).expect("every option has a default")
+}
+
+/// `impl Default for $options` with the command line's defaults ([`defaults`]).
+macro_rules! default_from_command_line {
+    ($options:ty) => {
+        impl Default for $options {
+            fn default() -> Self {
+                $crate::cli::defaults()
+            }
+        }
+    };
+}
+pub(crate) use default_from_command_line;
+
+/// Resolves the configuration from the input (file or default, then overrides) and validates it.
+/// A CUDA device that cannot be used is an error, before anything is read (docs/cuda.md).
+pub fn resolve_config(opts: &Input) -> Result<Config> {
+    pm_core::device::require(opts.device, "the PM time loop (simulate, gradient)")?;
+    let mut config = match &opts.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(s) = opts.seed {
+        config.run.seed = s;
+    }
+    if let Some(w) = &opts.white_noise {
+        let abs = std::path::absolute(w).map_err(|e| Error::file(w, format!("cannot resolve path: {e}")))?;
+        config.run.white_noise = Some(abs);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// The rayon pool of `run.threads` in which a command runs.
+pub fn thread_pool(config: &Config) -> Result<rayon::ThreadPool> {
+    let threads = config.run.threads;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::invalid("run.threads", threads, format!("a thread count the system can start ({e})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Args, Debug)]
+    struct Both {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        output: Output,
+    }
+
+    #[test]
+    fn defaults_and_parse_follow_the_command_line() {
+        let d: Both = defaults();
+        assert_eq!(d.output.out, PathBuf::from("out"));
+        assert_eq!(d.input.device, pm_core::DeviceKind::Cpu);
+        assert!(!d.output.force && !d.output.quiet && d.input.seed.is_none());
+        let p: Both = parse(["--seed", "7", "-q", "--out", "x"]).unwrap();
+        assert_eq!((p.input.seed, p.output.quiet, p.output.out), (Some(7), true, PathBuf::from("x")));
+        assert!(parse::<Both, _, _>(["--no-such-flag"]).is_err());
+    }
+}

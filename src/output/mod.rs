@@ -1,0 +1,74 @@
+//! The output directory of every subcommand: the guard against overwriting another run's
+//! outputs ([`check_output_files`]), creating it, and writing files into it (text, and whole
+//! files through a temporary sibling); the `power.txt` table of `simulate` ([`power_txt`]).
+
+use pm_core::{Error, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub mod power_txt;
+
+pub use power_txt::{read_power_txt, write_power_txt, PowerTable};
+
+/// Refuses to overwrite the outputs of a different run: if `dir` holds any of `files` (the names
+/// of everything this run would write) and its `config.toml` is not identical to `resolved`
+/// (same config → bit-identical outputs), it is an error unless `force`.
+pub fn check_output_files<S: AsRef<str>>(dir: &Path, files: &[S], resolved: &str, force: bool) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if !dir.is_dir() {
+        return Err(Error::file(dir, "exists and is not a directory; choose another --out"));
+    }
+    let existing: Vec<String> = files
+        .iter()
+        .map(|f| f.as_ref().to_string())
+        .filter(|f| dir.join(f).exists())
+        .collect();
+    if existing.is_empty() || force {
+        return Ok(());
+    }
+    let same = std::fs::read_to_string(dir.join("config.toml"))
+        .map(|s| s == resolved)
+        .unwrap_or(false);
+    if same {
+        return Ok(());
+    }
+    Err(Error::file(
+        dir,
+        format!(
+            "already holds the outputs of a different run ({}); pass --force to overwrite them or choose another --out",
+            existing.join(", ")
+        ),
+    ))
+}
+
+/// Creates the output directory `dir` and writes the resolved configuration into its
+/// `config.toml`.
+pub fn create_output_dir(dir: &Path, resolved: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create the output directory: {e}")))?;
+    write_text(&dir.join("config.toml"), resolved)
+}
+
+/// Writes a text file; a failure names it.
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::file(path, e.to_string()))
+}
+
+/// Writes bytes to a temporary sibling file, then renames it over `path`.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_sibling(path, "tmp");
+    let res = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::file(path, format!("cannot write: {e}"))
+    })
+}
+
+/// `dir/.name.partial-PID.ext` beside `path` (the extension tells the encoder the format).
+pub(crate) fn temp_sibling(path: &Path, ext: &str) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial-{}.{ext}", std::process::id()))
+}

@@ -31,8 +31,7 @@ impl Conv3d {
     pub fn new(cin: usize, cout: usize, k: usize, stride: usize, pad: usize, bias: bool, vb: candle_nn::VarBuilder) -> Result<Self> {
         let weight = vb.get_with_hints((cout, cin, k, k, k), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
         let bias = if bias {
-            let bound = 1.0 / ((cin * k * k * k) as f64).sqrt();
-            Some(vb.get_with_hints(cout, "bias", candle_nn::Init::Uniform { lo: -bound, up: bound })?)
+            Some(uniform_bias(cin * k * k * k, cout, &vb)?)
         } else {
             None
         };
@@ -67,8 +66,7 @@ impl ConvTranspose3d {
         let std = (2.0 / ((cin * k * k * k) as f64 / (stride * stride * stride) as f64).max(1.0)).sqrt();
         let weight = vb.get_with_hints((cin, cout, k, k, k), "weight", candle_nn::Init::Randn { mean: 0.0, stdev: std })?;
         let bias = if bias {
-            let bound = 1.0 / ((cin * k * k * k) as f64).sqrt();
-            Some(vb.get_with_hints(cout, "bias", candle_nn::Init::Uniform { lo: -bound, up: bound })?)
+            Some(uniform_bias(cin * k * k * k, cout, &vb)?)
         } else {
             None
         };
@@ -80,6 +78,12 @@ impl ConvTranspose3d {
         let z = conv_transpose3d(x, &self.weight, self.stride, self.pad, 0)?;
         add_bias(z, self.bias.as_ref())
     }
+}
+
+/// A bias of `cout` values ("bias" in `vb`), uniform in ±1/√fan_in.
+fn uniform_bias(fan_in: usize, cout: usize, vb: &candle_nn::VarBuilder) -> Result<Tensor> {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    Ok(vb.get_with_hints(cout, "bias", candle_nn::Init::Uniform { lo: -bound, up: bound })?)
 }
 
 fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {

@@ -6,18 +6,18 @@ use super::*;
 use crate::testing::rand_vec;
 use candle_core::{Device, Var};
 
-/// Slow, obviously-correct 7-loop convolution (f64).
-fn naive(g: &ConvGeom, x: &[f64], w: &[f64]) -> Vec<f64> {
+/// Visits the terms of the 7-loop convolution in a fixed order (per output voxel: channel, then
+/// kernel offsets), skipping the zero padding: `f(xi, wi, yi)`, flat indices of x, w and y.
+fn for_each_term(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize)) {
     let k = g.k;
     let [d, h, wd] = g.din;
     let [dz, dy, dx] = g.dout;
-    let mut y = vec![0.0; g.n * g.cout * g.pout()];
     for n in 0..g.n {
         for o in 0..g.cout {
             for z in 0..dz {
                 for yy in 0..dy {
                     for xx in 0..dx {
-                        let mut s = 0.0;
+                        let yi = (((n * g.cout + o) * dz + z) * dy + yy) * dx + xx;
                         for c in 0..g.cin {
                             for kz in 0..k {
                                 for ky in 0..k {
@@ -30,56 +30,33 @@ fn naive(g: &ConvGeom, x: &[f64], w: &[f64]) -> Vec<f64> {
                                         }
                                         let xi = (((n * g.cin + c) * d + iz as usize) * h + iy as usize) * wd + ix as usize;
                                         let wi = (((o * g.cin + c) * k + kz) * k + ky) * k + kx;
-                                        s += w[wi] * x[xi];
+                                        f(xi, wi, yi);
                                     }
                                 }
                             }
                         }
-                        y[(((n * g.cout + o) * dz + z) * dy + yy) * dx + xx] = s;
                     }
                 }
             }
         }
     }
+}
+
+/// Slow, obviously-correct 7-loop convolution (f64).
+fn naive(g: &ConvGeom, x: &[f64], w: &[f64]) -> Vec<f64> {
+    let mut y = vec![0.0; g.n * g.cout * g.pout()];
+    for_each_term(g, |xi, wi, yi| y[yi] += w[wi] * x[xi]);
     y
 }
 
 /// Naive input VJP and weight gradient by the same 7 loops, scattering.
 fn naive_vjp(g: &ConvGeom, x: &[f64], w: &[f64], yb: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let k = g.k;
-    let [d, h, wd] = g.din;
-    let [dz, dy, dx] = g.dout;
     let mut xb = vec![0.0; x.len()];
     let mut wb = vec![0.0; w.len()];
-    for n in 0..g.n {
-        for o in 0..g.cout {
-            for z in 0..dz {
-                for yy in 0..dy {
-                    for xx in 0..dx {
-                        let ybv = yb[(((n * g.cout + o) * dz + z) * dy + yy) * dx + xx];
-                        for c in 0..g.cin {
-                            for kz in 0..k {
-                                for ky in 0..k {
-                                    for kx in 0..k {
-                                        let iz = (z * g.stride + kz) as isize - g.pad as isize;
-                                        let iy = (yy * g.stride + ky) as isize - g.pad as isize;
-                                        let ix = (xx * g.stride + kx) as isize - g.pad as isize;
-                                        if iz < 0 || iy < 0 || ix < 0 || iz >= d as isize || iy >= h as isize || ix >= wd as isize {
-                                            continue;
-                                        }
-                                        let xi = (((n * g.cin + c) * d + iz as usize) * h + iy as usize) * wd + ix as usize;
-                                        let wi = (((o * g.cin + c) * k + kz) * k + ky) * k + kx;
-                                        xb[xi] += w[wi] * ybv;
-                                        wb[wi] += x[xi] * ybv;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    for_each_term(g, |xi, wi, yi| {
+        xb[xi] += w[wi] * yb[yi];
+        wb[wi] += x[xi] * yb[yi];
+    });
     (xb, wb)
 }
 

@@ -4,31 +4,33 @@
 //! 1. A Latin hypercube of (Ω_m, σ_8) ∈ [0.25, 0.40] × [0.70, 0.90], one pm-core run per point
 //!    (a different seed each), CIC density at a = 1.
 //! 2. CNN (`pm_nn::cnn`, conv stages with stride 2, global pooling, MLP) on ln(1 + δ), trained
-//!    with AdamW on standardised parameters, the 48 cube symmetries as augmentation.
+//!    by pm-nn's training loop (`pm_nn::train`: AdamW with a cosine learning-rate decay, seeded
+//!    shuffling) on standardised parameters, the 48 cube symmetries as augmentation.
 //! 3. Baseline: ridge regression of the standardised parameters on log P(k) in the bins
 //!    k < k_Nyq (the same training runs).
 //! 4. Relative errors |pred − true|/true on held-out runs; `param_cnn.txt` and a PNG of
 //!    predicted vs true.
 //!
 //! Run (small preset, a few minutes on 2 cores):
-//!   `cargo run --release --example param_cnn -- [--out DIR] [--iters N] [--force]`
+//!   `cargo run --release --example param_cnn -- [--out DIR] [--epochs N] [--force]`
 //! `--full`: 60³ inputs with the Pan-2020 60³ preset (conv 32-64-64-128), more runs and
 //! iterations, for a fast machine. GPU: add `--features nn-cuda` (needs nvcc to build candle's
 //! kernels); the CNN then runs on GPU 0. Not yet run on a GPU.
 
 use candle_core::{DType, Tensor};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use cosmograd::core::config::Config;
 use cosmograd::core::sim::{Event, Simulation};
 use cosmograd::nn::cnn::{Cnn, CnnConfig};
 use cosmograd::nn::layers::{Activation, Norm};
 use cosmograd::nn::symmetry::pick;
+use cosmograd::nn::train::{train, LrSchedule};
 use plotters::prelude::*;
 use std::io::Write;
 use std::time::Instant;
 
 mod common;
-use common::{device, opt, outputs};
+use common::{device, opt, outputs, train_config, MseTask};
 
 struct Preset {
     box_size: f64,
@@ -38,7 +40,8 @@ struct Preset {
     test: usize,
     channels: &'static [usize],
     hidden: usize,
-    iters: usize,
+    /// Passes over the training runs (40 batches each in the small preset, 50 in the full one).
+    epochs: usize,
     batch: usize,
     lr: f64,
 }
@@ -51,7 +54,7 @@ const SMALL: Preset = Preset {
     test: 40,
     channels: &[8, 16, 16, 32],
     hidden: 32,
-    iters: 3000,
+    epochs: 75,
     batch: 8,
     lr: 2e-3,
 };
@@ -63,7 +66,7 @@ const FULL: Preset = Preset {
     test: 50,
     channels: &[32, 64, 64, 128],
     hidden: 64,
-    iters: 8000,
+    epochs: 160,
     batch: 8,
     lr: 1e-3,
 };
@@ -153,7 +156,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("device: {:?}", device());
     let args: Vec<String> = std::env::args().collect();
     let p = if args.iter().any(|a| a == "--full") { FULL } else { SMALL };
-    let iters: usize = opt(&args, "--iters").unwrap_or(p.iters);
+    let epochs: usize = opt(&args, "--epochs").unwrap_or(p.epochs);
     let (txt, png) = outputs(&args, "param_cnn")?;
     let m = p.n;
     let t0 = Instant::now();
@@ -229,40 +232,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let vm = VarMap::new();
     let net = Cnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, device()))?;
-    let mut adam = candle_nn::AdamW::new(
-        vm.all_vars(),
-        candle_nn::ParamsAdamW {
-            lr: p.lr,
-            weight_decay: 1e-4,
-            ..Default::default()
-        },
-    )?;
     let fields: Vec<Tensor> = (0..nrun).map(field).collect::<Result<_, _>>()?;
-    let t1 = Instant::now();
-    let mut running = 0.0;
-    for it in 0..iters {
-        let mut xs = Vec::new();
-        let mut ys = Vec::new();
-        for j in 0..p.batch {
-            let i = tr[(unif(99, (it * p.batch + j) as u64) * tr.len() as f64) as usize];
-            xs.push(pick(3, it as u64, j as u64).apply_scalar(&fields[i])?);
-            ys.push(z(thetas[i]).map(|v| v as f32).to_vec());
-        }
-        let x = Tensor::cat(&xs, 0)?;
-        let y = Tensor::from_vec(ys.concat(), (p.batch, 2), device())?;
-        // Cosine decay of the learning rate.
-        adam.set_learning_rate(p.lr * 0.5 * (1.0 + (std::f64::consts::PI * it as f64 / iters as f64).cos()));
-        let loss = (net.forward(&x)? - y)?.sqr()?.mean_all()?;
-        adam.backward_step(&loss)?;
-        let l = loss.to_scalar::<f32>()? as f64;
-        running = if it == 0 { l } else { 0.95 * running + 0.05 * l };
-        if it % 50 == 0 || it + 1 == iters {
-            println!(
-                "iter {it:5}  loss {l:.4e}  (running {running:.4e})  {:.0} s",
-                t1.elapsed().as_secs_f64()
-            );
-        }
-    }
+    // Sample k of the task is training run tr[k], under a cube symmetry drawn from (step, slot).
+    let mut tc = train_config(epochs, p.batch, p.lr, 99);
+    tc.lr_schedule = LrSchedule::Cosine;
+    let steps = epochs * tr.len().div_ceil(p.batch);
+    let sample = |step: u64, j: u64, k: usize| -> cosmograd::nn::Result<(Tensor, Tensor)> {
+        let i = tr[k];
+        let y = Tensor::from_vec(z(thetas[i]).map(|v| v as f32).to_vec(), (1, 2), device())?;
+        Ok((pick(3, step, j).apply_scalar(&fields[i])?, y))
+    };
+    let mut task = MseTask::new(tr.len(), steps, 50, sample, |x: &Tensor| net.forward(x));
+    train(&mut task, &vm, &tc)?;
 
     // Held-out evaluation (CNN prediction averaged over the 48 symmetries of each field).
     let all = cosmograd::nn::symmetry::Symmetry::all();
@@ -282,7 +263,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut f = std::fs::File::create(&txt)?;
     writeln!(
         f,
-        "# param_cnn: {} training and {} held-out runs, {m}³ mesh, {} Mpc/h, {iters} iterations",
+        "# param_cnn: {} training and {} held-out runs, {m}³ mesh, {} Mpc/h, {epochs} epochs ({steps} iterations)",
         tr.len(),
         te.len(),
         p.box_size

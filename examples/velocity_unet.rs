@@ -4,13 +4,14 @@
 //!    and paints the CIC density δ and the mass-weighted velocity field v on the mesh at a = 1.
 //! 2. Normalises by linear theory (`pm_nn::normalize`): u = v/(a H f D) (Mpc/h), δ/D.
 //!    The linear-theory baseline is u_lin(k) = i δ(k) k/k² (v(k) = i a H f δ(k) k/k²).
-//! 3. Trains a periodic U-net (AdamW, MSE, the 48 cube symmetries as augmentation) whose input is
+//! 3. Trains a periodic U-net (pm-nn's training loop `pm_nn::train`: AdamW, seeded shuffling; MSE,
+//!    the 48 cube symmetries as augmentation) whose input is
 //!    (δ, u_lin) and whose output is added to u_lin: the network learns the non-linear correction.
 //! 4. On the held-out boxes: r(k) and power ratios P_pred/P_true of v, θ = ∇·v and |∇×v|, for
 //!    the network and for linear theory; writes `velocity_unet.txt` and `velocity_unet.png`.
 //!
 //! Run (small preset, a few minutes on 2 cores):
-//!   `cargo run --release --example velocity_unet -- [--out DIR] [--iters N] [--force]`
+//!   `cargo run --release --example velocity_unet -- [--out DIR] [--epochs N] [--force]`
 //! `--full` is a larger preset (128 Mpc/h, 64³, more boxes and iterations) meant for a fast
 //! machine. GPU: `cargo run --release --features nn-cuda --example velocity_unet -- --full` (needs
 //! the CUDA toolkit with nvcc to build candle's kernels); the network then runs on GPU 0 (the
@@ -18,7 +19,7 @@
 //! GPU.
 
 use candle_core::{DType, Tensor};
-use candle_nn::{Optimizer, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use cosmograd::core::config::Config;
 use cosmograd::core::fft::Fft3;
 use cosmograd::core::float::C;
@@ -28,13 +29,14 @@ use cosmograd::core::sim::{Event, Simulation};
 use cosmograd::nn::layers::{Activation, Norm, Padding};
 use cosmograd::nn::normalize::LinearScaling;
 use cosmograd::nn::symmetry::{pick, Symmetry};
+use cosmograd::nn::train;
 use cosmograd::nn::unet::{Bypass, UNet, UNetConfig};
 use plotters::prelude::*;
 use std::io::Write;
 use std::time::Instant;
 
 mod common;
-use common::{device, opt, outputs};
+use common::{device, opt, outputs, train_config, MseTask};
 
 struct Preset {
     box_size: f64,
@@ -43,7 +45,8 @@ struct Preset {
     train: usize,
     test: usize,
     width: usize,
-    iters: usize,
+    /// Passes over the training boxes (4 batches each in the small preset, 8 in the full one).
+    epochs: usize,
     batch: usize,
     lr: f64,
 }
@@ -55,7 +58,7 @@ const SMALL: Preset = Preset {
     train: 8,
     test: 2,
     width: 8,
-    iters: 300,
+    epochs: 75,
     batch: 2,
     lr: 2e-3,
 };
@@ -66,7 +69,7 @@ const FULL: Preset = Preset {
     train: 32,
     test: 4,
     width: 16,
-    iters: 3000,
+    epochs: 375,
     batch: 4,
     lr: 1e-3,
 };
@@ -242,7 +245,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("device: {:?}", device());
     let args: Vec<String> = std::env::args().collect();
     let p = if args.iter().any(|a| a == "--full") { FULL } else { SMALL };
-    let iters: usize = opt(&args, "--iters").unwrap_or(p.iters);
+    let epochs: usize = opt(&args, "--epochs").unwrap_or(p.epochs);
     let (txt, png) = outputs(&args, "velocity_unet")?;
     let m = p.n;
     let sp = Spectral::new(m, p.box_size);
@@ -273,38 +276,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let vm = VarMap::new();
     let net = UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, device()))?;
-    let mut adam = candle_nn::AdamW::new(
-        vm.all_vars(),
-        candle_nn::ParamsAdamW {
-            lr: p.lr,
-            weight_decay: 1e-4,
-            ..Default::default()
-        },
-    )?;
-    let t1 = Instant::now();
-    let mut running = 0.0;
-    for it in 0..iters {
-        let mut xs = Vec::new();
-        let mut ys = Vec::new();
-        for j in 0..p.batch {
-            let idx = (it * p.batch + j) % train_s.len();
-            let g = pick(7, it as u64, j as u64);
-            let (x, y) = augment(&g, &train_s[idx].0, &train_s[idx].1)?;
-            xs.push(x);
-            ys.push(y);
-        }
-        let (x, y) = (Tensor::cat(&xs, 0)?, Tensor::cat(&ys, 0)?);
-        let loss = (net.forward(&x)? - y)?.sqr()?.mean_all()?;
-        adam.backward_step(&loss)?;
-        let l = loss.to_scalar::<f32>()? as f64;
-        running = if it == 0 { l } else { 0.95 * running + 0.05 * l };
-        if it % 25 == 0 || it + 1 == iters {
-            println!(
-                "iter {it:5}  loss {l:.4e}  (running {running:.4e})  {:.0} s",
-                t1.elapsed().as_secs_f64()
-            );
-        }
-    }
+    // Sample i of the task is training box i, under a cube symmetry drawn from (step, slot).
+    let steps = epochs * train_s.len().div_ceil(p.batch);
+    let augmented = |step: u64, j: u64, i: usize| augment(&pick(7, step, j), &train_s[i].0, &train_s[i].1);
+    let mut task = MseTask::new(train_s.len(), steps, 25, augmented, |x: &Tensor| net.forward(x));
+    train::train(&mut task, &vm, &train_config(epochs, p.batch, p.lr, 7))?;
 
     // Held-out evaluation.
     let mut acc: Vec<Acc> = vec![Acc::default(); 6]; // v net, v lin, θ net, θ lin, |ω| net, |ω| lin
@@ -340,7 +316,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut f = std::fs::File::create(&txt)?;
     writeln!(
         f,
-        "# velocity_unet: held-out boxes {}, box {} Mpc/h, mesh {m}³, {iters} iterations of batch {}",
+        "# velocity_unet: held-out boxes {}, box {} Mpc/h, mesh {m}³, {epochs} epochs ({steps} iterations) of batch {}",
         p.test, p.box_size, p.batch
     )?;
     writeln!(

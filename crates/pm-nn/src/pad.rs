@@ -305,26 +305,8 @@ pub fn crop_center(x: &Tensor, h: usize) -> Result<Tensor> {
 mod tests {
     use super::*;
     use crate::conv::{conv3d, sum_f64};
-    use candle_core::{Device, Var};
-
-    fn rand_t(dims: &[usize], seed: u64) -> Tensor {
-        let n = dims.iter().product();
-        Tensor::from_vec(crate::conv::tests::rand_vec(n, seed), dims, &Device::Cpu).unwrap()
-    }
-
-    fn maxdiff(a: &Tensor, b: &Tensor) -> f64 {
-        assert_eq!(a.dims(), b.dims());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    }
+    use crate::testing::{maxdiff, rand_t};
+    use candle_core::Var;
 
     #[test]
     fn pad_matches_index_definition_and_fold_is_its_adjoint() {

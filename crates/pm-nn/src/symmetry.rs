@@ -128,21 +128,8 @@ pub fn pick(seed: u64, epoch: u64, i: u64) -> Symmetry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::rand_t;
+    use crate::testing::{maxdiff, rand_t};
     use std::collections::HashSet;
-
-    fn maxdiff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    }
 
     /// Periodic central-difference gradient of an N×1×n³ field → N×3×n³.
     fn grad(phi: &Tensor) -> Tensor {

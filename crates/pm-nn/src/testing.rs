@@ -1,14 +1,43 @@
-//! Test helpers: deterministic random tensors and a directional central-difference check of a
-//! network's gradient with respect to its input and all its weights at once (f64).
+//! Test helpers (compiled only for the crate's own tests): deterministic random values and
+//! tensors, the largest difference between two tensors, and a directional central-difference
+//! check of a network's gradient with respect to its input and all its weights at once (f64).
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 
-pub(crate) use crate::conv::tests::rand_vec;
+/// Deterministic pseudo-random values in [−1, 1) (splitmix64).
+pub(crate) fn rand_vec(len: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect()
+}
 
 /// An f64 CPU tensor of the given shape with entries in [−1, 1), fixed by `seed`.
 pub(crate) fn rand_t(dims: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(rand_vec(dims.iter().product(), seed), dims, &Device::Cpu).unwrap()
+}
+
+/// max |a − b| over all elements of two f64 tensors of the same shape.
+pub(crate) fn maxdiff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {

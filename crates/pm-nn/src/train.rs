@@ -13,6 +13,9 @@
 //! resumed run restarts them from zero (the weights, the epoch count and the loss history are
 //! restored exactly).
 //!
+//! **Learning rate**: `adamw.lr` at every step, or a cosine decay over the run's optimiser steps
+//! ([`LrSchedule`]).
+//!
 //! **Checkpoint format**: one safetensors file with every variable under its [`VarMap`] name and
 //! the header metadata `cosmograd.train.epoch` (epochs done), `cosmograd.train.seed` and
 //! `cosmograd.train.history` (one `epoch train_loss val_loss` line per epoch).
@@ -120,6 +123,29 @@ pub enum Existing {
     Overwrite,
 }
 
+/// How the learning rate changes over the optimiser steps of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LrSchedule {
+    /// `adamw.lr` at every step.
+    #[default]
+    Constant,
+    /// Cosine decay from `adamw.lr` towards 0: lr_t = lr · ½ (1 + cos(π t / T)) at step
+    /// t = 0, 1, …, T − 1 of the run, T = epochs × batches per epoch. t counts the steps of the
+    /// epochs restored from a checkpoint: a run interrupted and resumed with the same settings
+    /// follows the curve of an uninterrupted one.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The learning rate of step `t` of `total` for the base rate `lr`.
+    pub fn lr(self, lr: f64, t: usize, total: usize) -> f64 {
+        match self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Cosine => lr * 0.5 * (1.0 + (std::f64::consts::PI * t as f64 / total as f64).cos()),
+        }
+    }
+}
+
 /// Training settings.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -130,6 +156,8 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// AdamW settings (learning rate, betas, ε, weight decay).
     pub adamw: ParamsAdamW,
+    /// How the learning rate changes from step to step. Default [`LrSchedule::Constant`].
+    pub lr_schedule: LrSchedule,
     /// Fraction of the samples held out for validation, in [0, 1). Default 0.2.
     pub val_fraction: f64,
     /// Seed of the split and of the per-epoch shuffling. Default 0.
@@ -150,6 +178,7 @@ impl Default for TrainConfig {
             epochs: 10,
             batch_size: 8,
             adamw: ParamsAdamW::default(),
+            lr_schedule: LrSchedule::Constant,
             val_fraction: 0.2,
             seed: 0,
             checkpoint: None,
@@ -372,8 +401,12 @@ pub fn train<M: Task + ?Sized>(task: &mut M, varmap: &VarMap, config: &TrainConf
     for epoch in resumed_from + 1..=config.epochs {
         let order = permutation(train_idx.len(), config.seed, epoch as u64);
         let (mut sum, mut count) = (0.0f64, 0usize);
-        for chunk in order.chunks(config.batch_size) {
+        for (b, chunk) in order.chunks(config.batch_size).enumerate() {
             let batch: Vec<usize> = chunk.iter().map(|&i| train_idx[i]).collect();
+            if config.lr_schedule != LrSchedule::Constant {
+                let step = (epoch - 1) * n_batches + b;
+                opt.set_learning_rate(config.lr_schedule.lr(config.adamw.lr, step, config.epochs * n_batches));
+            }
             let (loss, grads) = task.loss_and_grads(&batch)?;
             if !loss.is_finite() {
                 return Err(Error::NonFinite {
@@ -511,6 +544,73 @@ mod tests {
         let mut task2 = Regression::new(&vm2);
         train(&mut task2, &vm2, &config(30, None)).unwrap();
         assert_eq!(task.w(), task2.w(), "same seed, same bits");
+    }
+
+    #[test]
+    fn cosine_schedule_decays_the_learning_rate_to_zero() {
+        let (lr, total) = (0.1, 10);
+        assert_eq!(LrSchedule::Constant.lr(lr, 7, total), lr);
+        assert_eq!(LrSchedule::Cosine.lr(lr, 0, total), lr);
+        assert!((LrSchedule::Cosine.lr(lr, 5, total) - 0.05).abs() < 1e-15);
+        let lrs: Vec<f64> = (0..total).map(|t| LrSchedule::Cosine.lr(lr, t, total)).collect();
+        assert!(lrs.windows(2).all(|w| w[1] < w[0]), "{lrs:?}");
+        assert!(lrs[total - 1] > 0.0 && lrs[total - 1] < 0.03 * lr);
+        // In training, on a loss whose gradient is 1 (AdamW's step is then lr_t, up to its ε):
+        // the weight moves by Σ_t lr_t = lr (T + 1)/2 over T steps (Σ_t cos(πt/T) = 1), and a
+        // resumed run continues the same curve.
+        let dir = std::env::temp_dir().join(format!("pm_nn_cosine_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ckpt.safetensors");
+        let run = |fail_at: Option<usize>, existing: Existing| {
+            let vm = VarMap::new();
+            let mut task = Slope::new(&vm, fail_at);
+            let mut c = config(total, Some(path.clone()));
+            (c.val_fraction, c.lr_schedule, c.existing) = (0.0, LrSchedule::Cosine, existing);
+            let r = train(&mut task, &vm, &c);
+            assert_eq!(r.is_err(), fail_at.is_some());
+            task.w()
+        };
+        let w = run(None, Existing::Overwrite);
+        assert!((w + lr * (total + 1) as f64 / 2.0).abs() < 1e-6, "{w}");
+        run(Some(4), Existing::Overwrite); // interrupted in step 4: epochs 1–4 checkpointed
+        let resumed = run(None, Existing::Resume);
+        assert!((resumed - w).abs() < 1e-12, "resumed {resumed} vs {w}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// loss = w for one weight w (gradient 1), 8 samples; w starts at 0. Fails in step
+    /// `fail_at` (0-based) when given, as an interrupted run.
+    struct Slope {
+        w: Var,
+        fail_at: Option<usize>,
+        step: usize,
+    }
+
+    impl Slope {
+        fn new(varmap: &VarMap, fail_at: Option<usize>) -> Slope {
+            let w = Var::zeros(1, DType::F64, &Device::Cpu).unwrap();
+            varmap.data().lock().unwrap().insert("w".into(), w.clone());
+            Slope { w, fail_at, step: 0 }
+        }
+        fn w(&self) -> f64 {
+            self.w.as_tensor().to_vec1::<f64>().unwrap()[0]
+        }
+    }
+
+    impl Task for Slope {
+        fn len(&self) -> usize {
+            8
+        }
+        fn loss_and_grads(&mut self, _batch: &[usize]) -> Result<(f64, GradStore)> {
+            if self.fail_at == Some(self.step) {
+                return Err(Error::invalid("step", self.step, "an uninterrupted run"));
+            }
+            self.step += 1;
+            backward(&self.w.as_tensor().sum_all()?)
+        }
+        fn loss(&mut self, _batch: &[usize]) -> Result<f64> {
+            Ok(self.w())
+        }
     }
 
     #[test]

@@ -12,9 +12,8 @@
 //! 2 down-sampling convs and the 1³ head (15 convs) plus 2 transposed convs; a 32³ input of
 //! 2 Mpc/h voxels gives a 3×20³ output (crop 6).
 
-use crate::conv::{Conv3d, ConvTranspose3d};
 use crate::error::{Error, Result};
-use crate::layers::{Activation, ConvBlock, Norm, Padding};
+use crate::layers::{Activation, Conv3d, ConvBlock, ConvTranspose3d, Norm, Padding};
 use crate::pad::crop_center;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -235,7 +234,7 @@ impl UNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{directional_fd_check, rand_t};
+    use crate::testing::{directional_fd_check, maxdiff, rand_t};
     use candle_core::{DType, Device};
     use candle_nn::{VarBuilder, VarMap};
 
@@ -268,6 +267,22 @@ mod tests {
         ));
     }
 
+    /// A two-level U-net of width 2 with one convolution per level and 3 output channels.
+    fn tiny(in_channels: usize, norm: Norm, activation: Activation, bypass: Bypass, padding: Padding, crop: usize) -> UNetConfig {
+        UNetConfig {
+            in_channels,
+            out_channels: 3,
+            levels: 2,
+            width: 2,
+            convs: vec![1, 1],
+            norm,
+            activation,
+            bypass,
+            padding,
+            crop,
+        }
+    }
+
     #[test]
     fn unet_gradients_match_finite_differences_f64() {
         // Every combination of norm, bypass and padding that changes the graph, tiny widths.
@@ -277,18 +292,7 @@ mod tests {
             (Norm::None, Bypass::None, Padding::Zero, 2),
         ];
         for (norm, bypass, padding, crop) in cases {
-            let cfg = UNetConfig {
-                in_channels: 2,
-                out_channels: 3,
-                levels: 2,
-                width: 2,
-                convs: vec![1, 1],
-                norm,
-                activation: Activation::Tanh,
-                bypass,
-                padding,
-                crop,
-            };
+            let cfg = tiny(2, norm, Activation::Tanh, bypass, padding, crop);
             let vm = VarMap::new();
             let net = UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
             let x = rand_t(&[1, 2, 8, 8, 8], 11);
@@ -307,34 +311,14 @@ mod tests {
 
     #[test]
     fn periodic_unet_is_equivariant_to_shifts_by_the_coarsest_cell() {
-        let cfg = UNetConfig {
-            in_channels: 1,
-            out_channels: 3,
-            levels: 2,
-            width: 2,
-            convs: vec![1, 1],
-            norm: Norm::None,
-            activation: Activation::Relu,
-            bypass: Bypass::Concat,
-            padding: Padding::Periodic,
-            crop: 0,
-        };
+        let cfg = tiny(1, Norm::None, Activation::Relu, Bypass::Concat, Padding::Periodic, 0);
         let vm = VarMap::new();
         let net = UNet::new(&cfg, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
         let x = rand_t(&[1, 1, 8, 8, 8], 13);
         let roll = |t: &Tensor| t.roll(2, 2).unwrap().roll(-4, 3).unwrap();
         let a = net.forward(&roll(&x)).unwrap();
         let b = roll(&net.forward(&x).unwrap());
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let d = maxdiff(&a, &b);
         assert!(d <= 1e-12, "shift equivariance broken by {d}");
     }
 }

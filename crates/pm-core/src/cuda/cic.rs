@@ -54,6 +54,21 @@ fn mem_err(what: &str, e: cudarc::driver::DriverError) -> CudaError {
     }
 }
 
+/// Launches kernel `$name` of `$t`'s module ([`GpuReal::PRECISION`]) on the stream of `$dev`
+/// with launch configuration `$cfg` and the arguments in the order of the kernel's signature;
+/// `Ok(())` or the launch error naming the kernel. Looking the kernel up may return early with
+/// its error (`?`). The launch itself is unsafe: call it inside an `unsafe` block whose SAFETY
+/// comment says why the arguments match the signature and the buffers are long enough.
+macro_rules! launch {
+    ($dev:expr, $t:ty, $name:literal, $cfg:expr; $($arg:expr),+ $(,)?) => {{
+        let f = $dev.function(<$t as GpuReal>::PRECISION, $name)?;
+        let s = $dev.stream();
+        let mut b = s.launch_builder(&f);
+        $(b.arg($arg);)+
+        b.launch($cfg).map(|_| ()).map_err(|e| launch_err($name, e))
+    }};
+}
+
 /// Grid-stride launch configuration for `len` elements (256 threads per block).
 fn cfg(len: usize) -> LaunchConfig {
     let blocks = len.div_ceil(256).clamp(1, 1 << 20) as u32;
@@ -120,27 +135,21 @@ impl GpuCic {
         let (n, m) = (self.n as i64, self.m as i64);
         let inv = self.inv_cell::<T>();
         let (null, stride, comp, scale) = (0u64, 1i64, 0i32, T::one());
-        let s = self.dev.stream();
         match mode {
-            PaintMode::Atomic => {
-                let f = self.dev.function(T::PRECISION, "cic_paint_atomic")?;
-                let mut b = s.launch_builder(&f);
-                b.arg(disp).arg(&null).arg(&stride).arg(&comp).arg(&scale);
-                b.arg(&n).arg(&m).arg(&inv).arg(mesh);
-                // SAFETY: argument list matches the kernel's signature; buffers sized as checked.
-                unsafe { b.launch(cfg(self.np())) }.map_err(|e| launch_err("cic_paint_atomic", e))?;
-            }
+            // SAFETY: argument list matches the kernel's signature; buffers sized as checked.
+            PaintMode::Atomic => unsafe {
+                launch!(self.dev, T, "cic_paint_atomic", cfg(self.np());
+                    disp, &null, &stride, &comp, &scale, &n, &m, &inv, mesh)
+            },
             PaintMode::Deterministic => {
                 let Buckets { start, counts, order } = self.buckets(disp)?;
-                let f = self.dev.function(T::PRECISION, "cic_paint_gather")?;
-                let mut b = s.launch_builder(&f);
-                b.arg(disp).arg(&null).arg(&stride).arg(&comp).arg(&scale);
-                b.arg(&n).arg(&m).arg(&inv).arg(&start).arg(&counts).arg(&order).arg(mesh);
                 // SAFETY: as above; start/counts are m³, order n³.
-                unsafe { b.launch(cfg(self.ncells())) }.map_err(|e| launch_err("cic_paint_gather", e))?;
+                unsafe {
+                    launch!(self.dev, T, "cic_paint_gather", cfg(self.ncells());
+                        disp, &null, &stride, &comp, &scale, &n, &m, &inv, &start, &counts, &order, mesh)
+                }
             }
         }
-        Ok(())
     }
 
     /// Buckets of the deterministic paint: particles sorted by the cell of their lower corner and
@@ -155,29 +164,17 @@ impl GpuCic {
         let mut counts = alloc(nc)?;
         let mut cursor = alloc(nc)?;
         let mut order = alloc(np)?;
-        let f = self.dev.function(T::PRECISION, "cic_cell_key")?;
-        let mut b = s.launch_builder(&f);
-        b.arg(disp).arg(&n).arg(&m).arg(&inv).arg(&mut key);
         // SAFETY: matches `cic_cell_key(const real*, long long, long long, real, unsigned*)`.
-        unsafe { b.launch(cfg(np)) }.map_err(|e| launch_err("cic_cell_key", e))?;
-        let f = self.dev.function(T::PRECISION, "count_keys")?;
+        unsafe { launch!(self.dev, T, "cic_cell_key", cfg(np); disp, &n, &m, &inv, &mut key) }?;
         let npl = np as i64;
-        let mut b = s.launch_builder(&f);
-        b.arg(&key).arg(&npl).arg(&mut counts);
         // SAFETY: keys < m³ = counts.len().
-        unsafe { b.launch(cfg(np)) }.map_err(|e| launch_err("count_keys", e))?;
+        unsafe { launch!(self.dev, T, "count_keys", cfg(np); &key, &npl, &mut counts) }?;
         let start = self.exclusive_scan::<T>(&counts, nc)?;
-        let f = self.dev.function(T::PRECISION, "fill_buckets")?;
-        let mut b = s.launch_builder(&f);
-        b.arg(&key).arg(&npl).arg(&start).arg(&mut cursor).arg(&mut order);
         // SAFETY: start[k] + slot < n³ for every particle (start is the exclusive scan of counts).
-        unsafe { b.launch(cfg(np)) }.map_err(|e| launch_err("fill_buckets", e))?;
-        let f = self.dev.function(T::PRECISION, "sort_buckets")?;
+        unsafe { launch!(self.dev, T, "fill_buckets", cfg(np); &key, &npl, &start, &mut cursor, &mut order) }?;
         let ncl = nc as i64;
-        let mut b = s.launch_builder(&f);
-        b.arg(&start).arg(&counts).arg(&ncl).arg(&mut order);
         // SAFETY: each thread sorts its own bucket [start[c], start[c] + counts[c]).
-        unsafe { b.launch(cfg(nc)) }.map_err(|e| launch_err("sort_buckets", e))?;
+        unsafe { launch!(self.dev, T, "sort_buckets", cfg(nc); &start, &counts, &ncl, &mut order) }?;
         Ok(Buckets { start, counts, order })
     }
 
@@ -187,24 +184,18 @@ impl GpuCic {
         let blocks = len.div_ceil(SCAN_BLOCK).max(1);
         let mut out = s.alloc_zeros::<u32>(len.max(1)).map_err(|e| mem_err("cuMemAlloc", e))?;
         let mut sums = s.alloc_zeros::<u32>(blocks).map_err(|e| mem_err("cuMemAlloc", e))?;
-        let f = self.dev.function(T::PRECISION, "scan_block_u32")?;
         let lenl = len as i64;
-        let mut b = s.launch_builder(&f);
-        b.arg(input).arg(&mut out).arg(&lenl).arg(&mut sums);
         let c = LaunchConfig {
             grid_dim: (blocks as u32, 1, 1),
             block_dim: (SCAN_BLOCK as u32, 1, 1),
             shared_mem_bytes: 0,
         };
         // SAFETY: one block of SCAN_BLOCK threads per SCAN_BLOCK values; `sums` has one per block.
-        unsafe { b.launch(c) }.map_err(|e| launch_err("scan_block_u32", e))?;
+        unsafe { launch!(self.dev, T, "scan_block_u32", c; input, &mut out, &lenl, &mut sums) }?;
         if blocks > 1 {
             let offsets = self.exclusive_scan::<T>(&sums, blocks)?;
-            let f = self.dev.function(T::PRECISION, "scan_add_u32")?;
-            let mut b = s.launch_builder(&f);
-            b.arg(&mut out).arg(&lenl).arg(&offsets);
             // SAFETY: offsets has one value per block of `out`.
-            unsafe { b.launch(cfg(len)) }.map_err(|e| launch_err("scan_add_u32", e))?;
+            unsafe { launch!(self.dev, T, "scan_add_u32", cfg(len); &mut out, &lenl, &offsets) }?;
         }
         Ok(out)
     }
@@ -220,21 +211,8 @@ impl GpuCic {
         self.check(disp, &g);
         assert_eq!(out.len(), disp.len(), "GpuCic::readout3: output length");
         let (n, m, inv, sc) = (self.n as i64, self.m as i64, self.inv_cell::<T>(), T::of(scale));
-        let f = self.dev.function(T::PRECISION, "cic_readout3")?;
-        let s = self.dev.stream();
-        let mut b = s.launch_builder(&f);
-        b.arg(disp)
-            .arg(&n)
-            .arg(&m)
-            .arg(&inv)
-            .arg(g[0])
-            .arg(g[1])
-            .arg(g[2])
-            .arg(&sc)
-            .arg(out);
         // SAFETY: matches `cic_readout3`; lengths checked.
-        unsafe { b.launch(cfg(self.np())) }.map_err(|e| launch_err("cic_readout3", e))?;
-        Ok(())
+        unsafe { launch!(self.dev, T, "cic_readout3", cfg(self.np()); disp, &n, &m, &inv, g[0], g[1], g[2], &sc, out) }
     }
 
     /// Readout VJP w.r.t. the fields: `g_cot_d += paint(scale · cot_d)` (atomic; adds).
@@ -248,14 +226,9 @@ impl GpuCic {
         self.check(disp, &[&*g_cot[0], &*g_cot[1], &*g_cot[2]]);
         assert_eq!(cot.len(), disp.len(), "GpuCic::readout3_vjp_field: cotangent length");
         let (n, m, inv, sc) = (self.n as i64, self.m as i64, self.inv_cell::<T>(), T::of(scale));
-        let f = self.dev.function(T::PRECISION, "cic_paint3_atomic")?;
-        let s = self.dev.stream();
         let [g0, g1, g2] = g_cot;
-        let mut b = s.launch_builder(&f);
-        b.arg(disp).arg(cot).arg(&sc).arg(&n).arg(&m).arg(&inv).arg(g0).arg(g1).arg(g2);
         // SAFETY: matches `cic_paint3_atomic`; lengths checked.
-        unsafe { b.launch(cfg(self.np())) }.map_err(|e| launch_err("cic_paint3_atomic", e))?;
-        Ok(())
+        unsafe { launch!(self.dev, T, "cic_paint3_atomic", cfg(self.np()); disp, cot, &sc, &n, &m, &inv, g0, g1, g2) }
     }
 
     /// Readout VJP w.r.t. positions: `disp_cot[3p+d] += Σ_k scale·cot[3p+k] Σ_c g_k[c] ∂W_c/∂x_d`.
@@ -271,22 +244,11 @@ impl GpuCic {
         assert_eq!(cot.len(), disp.len(), "GpuCic::readout3_vjp_pos: cotangent length");
         assert_eq!(disp_cot.len(), disp.len(), "GpuCic::readout3_vjp_pos: output length");
         let (n, m, inv, sc) = (self.n as i64, self.m as i64, self.inv_cell::<T>(), T::of(scale));
-        let f = self.dev.function(T::PRECISION, "cic_readout3_vjp_pos")?;
-        let s = self.dev.stream();
-        let mut b = s.launch_builder(&f);
-        b.arg(disp)
-            .arg(&n)
-            .arg(&m)
-            .arg(&inv)
-            .arg(g[0])
-            .arg(g[1])
-            .arg(g[2])
-            .arg(cot)
-            .arg(&sc)
-            .arg(disp_cot);
         // SAFETY: matches `cic_readout3_vjp_pos`; lengths checked.
-        unsafe { b.launch(cfg(self.np())) }.map_err(|e| launch_err("cic_readout3_vjp_pos", e))?;
-        Ok(())
+        unsafe {
+            launch!(self.dev, T, "cic_readout3_vjp_pos", cfg(self.np());
+                disp, &n, &m, &inv, g[0], g[1], g[2], cot, &sc, disp_cot)
+        }
     }
 
     /// Paint VJP w.r.t. positions (unit masses): `disp_cot[3p+d] += Σ_c ρ̄[c] ∂W_c/∂x_d(x_p)`.
@@ -299,13 +261,8 @@ impl GpuCic {
         self.check(disp, &[mesh_cot]);
         assert_eq!(disp_cot.len(), disp.len(), "GpuCic::paint_vjp_pos: output length");
         let (n, m, inv, null) = (self.n as i64, self.m as i64, self.inv_cell::<T>(), 0u64);
-        let f = self.dev.function(T::PRECISION, "cic_paint_vjp_pos")?;
-        let s = self.dev.stream();
-        let mut b = s.launch_builder(&f);
-        b.arg(disp).arg(&null).arg(&n).arg(&m).arg(&inv).arg(mesh_cot).arg(disp_cot);
         // SAFETY: matches `cic_paint_vjp_pos` (null weights = unit masses); lengths checked.
-        unsafe { b.launch(cfg(self.np())) }.map_err(|e| launch_err("cic_paint_vjp_pos", e))?;
-        Ok(())
+        unsafe { launch!(self.dev, T, "cic_paint_vjp_pos", cfg(self.np()); disp, &null, &n, &m, &inv, mesh_cot, disp_cot) }
     }
 }
 

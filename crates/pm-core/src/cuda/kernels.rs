@@ -154,6 +154,50 @@ __device__ __forceinline__ void stencil(long long p, const real* disp, long long
     for (int d = 0; d < 3; ++d) st[d] = cic_axis(q[d], disp[3 * p + d], n, m, inv_cell);
 }
 
+// Visits the four (x, y) corners of a stencil: f(row, a, b), row = (ix·m + iy)·m the flat index
+// of the mesh row of the corner, a = (w_x·w_y)·w_z0 and b = (w_x·w_y)·w_z1 the weights of its
+// cells row + st[2].i0 and row + st[2].i1 (the CPU's order of operations).
+template <typename F>
+__device__ __forceinline__ void for_corners_xy(const Axis st[3], long long m, F f) {
+    for (int cx = 0; cx < 2; ++cx) {
+        long long ix = cx ? st[0].i1 : st[0].i0;
+        real wx = cx ? st[0].w1 : st[0].w0;
+        for (int cy = 0; cy < 2; ++cy) {
+            long long iy = cy ? st[1].i1 : st[1].i0;
+            real wy = cy ? st[1].w1 : st[1].w0;
+            real wxy = wx * wy;
+            real a = wxy * st[2].w0, b = wxy * st[2].w1;
+            f((ix * m + iy) * m, a, b);
+        }
+    }
+}
+
+// Position gradient through a stencil: g[d] += Σ_c fv(c) ∂W_c/∂x_d over its 8 cells c, with
+// ∂w0/∂x = −1/Δ, ∂w1/∂x = +1/Δ (the CPU's order: fv·∂x·w_y·w_z, fv·w_x·∂y·w_z, fv·w_x·w_y·∂z).
+template <typename F>
+__device__ __forceinline__ void cic_grad(const Axis st[3], long long m, real inv_cell, F fv, real g[3]) {
+    for (int cx = 0; cx < 2; ++cx) {
+        long long ix = cx ? st[0].i1 : st[0].i0;
+        real wx = cx ? st[0].w1 : st[0].w0;
+        real dx = cx ? inv_cell : -inv_cell;
+        for (int cy = 0; cy < 2; ++cy) {
+            long long iy = cy ? st[1].i1 : st[1].i0;
+            real wy = cy ? st[1].w1 : st[1].w0;
+            real dy = cy ? inv_cell : -inv_cell;
+            long long row = (ix * m + iy) * m;
+            for (int cz = 0; cz < 2; ++cz) {
+                long long iz = cz ? st[2].i1 : st[2].i0;
+                real wz = cz ? st[2].w1 : st[2].w0;
+                real dz = cz ? inv_cell : -inv_cell;
+                real f = fv(row + iz);
+                g[0] += f * dx * wy * wz;
+                g[1] += f * wx * dy * wz;
+                g[2] += f * wx * wy * dz;
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // CIC paint (fast): ρ[c] += v_p W_c(x_p), float atomics (order of the additions not reproducible).
 // v_p = scale · (vals ? vals[stride·p + comp] : 1).
@@ -166,19 +210,10 @@ extern "C" __global__ void cic_paint_atomic(const real* disp, const real* vals, 
         Axis st[3];
         stencil(p, disp, n, m, inv_cell, st);
         real v = vals ? vals[stride * p + comp] * scale : scale;
-        for (int cx = 0; cx < 2; ++cx) {
-            long long ix = cx ? st[0].i1 : st[0].i0;
-            real wx = cx ? st[0].w1 : st[0].w0;
-            for (int cy = 0; cy < 2; ++cy) {
-                long long iy = cy ? st[1].i1 : st[1].i0;
-                real wy = cy ? st[1].w1 : st[1].w0;
-                real wxy = wx * wy;
-                real a = wxy * st[2].w0, b = wxy * st[2].w1;
-                long long row = (ix * m + iy) * m;
-                atomicAdd(mesh + row + st[2].i0, v * a);
-                atomicAdd(mesh + row + st[2].i1, v * b);
-            }
-        }
+        for_corners_xy(st, m, [&](long long row, real a, real b) {
+            atomicAdd(mesh + row + st[2].i0, v * a);
+            atomicAdd(mesh + row + st[2].i1, v * b);
+        });
     }
 }
 
@@ -192,21 +227,12 @@ extern "C" __global__ void cic_paint3_atomic(const real* disp, const real* vals3
         stencil(p, disp, n, m, inv_cell, st);
         real v[3] = {vals3[3 * p] * scale, vals3[3 * p + 1] * scale, vals3[3 * p + 2] * scale};
         real* g[3] = {g0, g1, g2};
-        for (int cx = 0; cx < 2; ++cx) {
-            long long ix = cx ? st[0].i1 : st[0].i0;
-            real wx = cx ? st[0].w1 : st[0].w0;
-            for (int cy = 0; cy < 2; ++cy) {
-                long long iy = cy ? st[1].i1 : st[1].i0;
-                real wy = cy ? st[1].w1 : st[1].w0;
-                real wxy = wx * wy;
-                real a = wxy * st[2].w0, b = wxy * st[2].w1;
-                long long row = (ix * m + iy) * m;
-                for (int k = 0; k < 3; ++k) {
-                    atomicAdd(g[k] + row + st[2].i0, v[k] * a);
-                    atomicAdd(g[k] + row + st[2].i1, v[k] * b);
-                }
+        for_corners_xy(st, m, [&](long long row, real a, real b) {
+            for (int k = 0; k < 3; ++k) {
+                atomicAdd(g[k] + row + st[2].i0, v[k] * a);
+                atomicAdd(g[k] + row + st[2].i1, v[k] * b);
             }
-        }
+        });
     }
 }
 
@@ -343,18 +369,9 @@ extern "C" __global__ void cic_readout3(const real* disp, long long n, long long
         stencil(p, disp, n, m, inv_cell, st);
         const real* f[3] = {f0, f1, f2};
         real acc[3] = {(real)0, (real)0, (real)0};
-        for (int cx = 0; cx < 2; ++cx) {
-            long long ix = cx ? st[0].i1 : st[0].i0;
-            real wx = cx ? st[0].w1 : st[0].w0;
-            for (int cy = 0; cy < 2; ++cy) {
-                long long iy = cy ? st[1].i1 : st[1].i0;
-                real wy = cy ? st[1].w1 : st[1].w0;
-                real wxy = wx * wy;
-                long long row = (ix * m + iy) * m;
-                real a = wxy * st[2].w0, b = wxy * st[2].w1;
-                for (int k = 0; k < 3; ++k) acc[k] += a * f[k][row + st[2].i0] + b * f[k][row + st[2].i1];
-            }
-        }
+        for_corners_xy(st, m, [&](long long row, real a, real b) {
+            for (int k = 0; k < 3; ++k) acc[k] += a * f[k][row + st[2].i0] + b * f[k][row + st[2].i1];
+        });
         for (int k = 0; k < 3; ++k) out[3 * p + k] = scale == (real)1 ? acc[k] : acc[k] * scale;
     }
 }
@@ -372,27 +389,11 @@ extern "C" __global__ void cic_readout3_vjp_pos(const real* disp, long long n, l
         const real* f[3] = {f0, f1, f2};
         real vbar[3] = {cot[3 * p] * scale, cot[3 * p + 1] * scale, cot[3 * p + 2] * scale};
         real g[3] = {(real)0, (real)0, (real)0};
-        for (int cx = 0; cx < 2; ++cx) {
-            long long ix = cx ? st[0].i1 : st[0].i0;
-            real wx = cx ? st[0].w1 : st[0].w0;
-            real dx = cx ? inv_cell : -inv_cell;
-            for (int cy = 0; cy < 2; ++cy) {
-                long long iy = cy ? st[1].i1 : st[1].i0;
-                real wy = cy ? st[1].w1 : st[1].w0;
-                real dy = cy ? inv_cell : -inv_cell;
-                long long row = (ix * m + iy) * m;
-                for (int cz = 0; cz < 2; ++cz) {
-                    long long iz = cz ? st[2].i1 : st[2].i0;
-                    real wz = cz ? st[2].w1 : st[2].w0;
-                    real dz = cz ? inv_cell : -inv_cell;
-                    real fv = (real)0;
-                    for (int k = 0; k < 3; ++k) fv += vbar[k] * f[k][row + iz];
-                    g[0] += fv * dx * wy * wz;
-                    g[1] += fv * wx * dy * wz;
-                    g[2] += fv * wx * wy * dz;
-                }
-            }
-        }
+        cic_grad(st, m, inv_cell, [&](long long c) {
+            real fv = (real)0;
+            for (int k = 0; k < 3; ++k) fv += vbar[k] * f[k][c];
+            return fv;
+        }, g);
         for (int d = 0; d < 3; ++d) disp_cot[3 * p + d] += g[d];
     }
 }
@@ -408,26 +409,7 @@ extern "C" __global__ void cic_paint_vjp_pos(const real* disp, const real* weigh
         stencil(p, disp, n, m, inv_cell, st);
         real w = weights ? weights[p] : (real)1;
         real g[3] = {(real)0, (real)0, (real)0};
-        for (int cx = 0; cx < 2; ++cx) {
-            long long ix = cx ? st[0].i1 : st[0].i0;
-            real wx = cx ? st[0].w1 : st[0].w0;
-            real dx = cx ? inv_cell : -inv_cell;
-            for (int cy = 0; cy < 2; ++cy) {
-                long long iy = cy ? st[1].i1 : st[1].i0;
-                real wy = cy ? st[1].w1 : st[1].w0;
-                real dy = cy ? inv_cell : -inv_cell;
-                long long row = (ix * m + iy) * m;
-                for (int cz = 0; cz < 2; ++cz) {
-                    long long iz = cz ? st[2].i1 : st[2].i0;
-                    real wz = cz ? st[2].w1 : st[2].w0;
-                    real dz = cz ? inv_cell : -inv_cell;
-                    real fv = w * mesh_cot[row + iz];
-                    g[0] += fv * dx * wy * wz;
-                    g[1] += fv * wx * dy * wz;
-                    g[2] += fv * wx * wy * dz;
-                }
-            }
-        }
+        cic_grad(st, m, inv_cell, [&](long long c) { return w * mesh_cot[c]; }, g);
         for (int d = 0; d < 3; ++d) disp_cot[3 * p + d] += g[d];
     }
 }

@@ -183,7 +183,8 @@ fn main() -> ExitCode {
             out: a.out,
             force: a.force,
             quiet: a.quiet,
-        }),
+        })
+        .map_err(pm_adjoint::Error::from),
         Command::Gradient(a) => cosmograd::gradient::run(&cosmograd::gradient::Options {
             input: a.input.into(),
             target: a.target,

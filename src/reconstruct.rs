@@ -187,14 +187,10 @@ pub fn read_noise_power(path: &Path) -> Result<NoiseModel> {
     Ok(model)
 }
 
-fn noise_model(opts: &Options) -> Result<NoiseModel> {
+fn noise_model(opts: &Options) -> pm_adjoint::Result<NoiseModel> {
     let model = match (&opts.noise, &opts.noise_power) {
         (Some(_), Some(_)) => {
-            return Err(Error::invalid(
-                "--noise",
-                "given with --noise-power",
-                "one of --noise SIGMA or --noise-power FILE",
-            ));
+            return Err(Error::invalid("--noise", "given with --noise-power", "one of --noise SIGMA or --noise-power FILE").into());
         }
         (Some(s), None) => NoiseModel::White { sigma: *s },
         (None, Some(p)) => read_noise_power(p)?,
@@ -204,12 +200,13 @@ fn noise_model(opts: &Options) -> Result<NoiseModel> {
                 "--noise",
                 "none",
                 "the noise of the --observed data: --noise SIGMA (per cell, units of δ) or --noise-power FILE",
-            ))
+            )
+            .into())
         }
     };
     if let NoiseModel::White { sigma } = model {
         if !(sigma.is_finite() && sigma > 0.0) {
-            return Err(Error::invalid("--noise", sigma, "a standard deviation > 0 per cell (units of δ)"));
+            return Err(Error::invalid("--noise", sigma, "a standard deviation > 0 per cell (units of δ)").into());
         }
     }
     model.validate()?;
@@ -222,7 +219,7 @@ pub const RECON_DEFAULT_BOX: f64 = 128.0;
 pub const RECON_DEFAULT_STEPS: usize = 10;
 
 /// Runs `reconstruct` with the given options.
-pub fn run(opts: &Options) -> Result<()> {
+pub fn run(opts: &Options) -> pm_adjoint::Result<()> {
     let mut config = resolve_config(&opts.input)?;
     if opts.input.config.is_none() {
         // The embedded reconstruction default: the simulation default (64³ particles, 128³
@@ -233,22 +230,18 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     let noise = noise_model(opts)?;
     if opts.iterations == 0 {
-        return Err(Error::invalid("--iterations", 0, "at least 1 L-BFGS iteration"));
+        return Err(Error::invalid("--iterations", 0, "at least 1 L-BFGS iteration").into());
     }
     let schedule = match &opts.schedule {
         Some(t) => parse_schedule(t)?,
         None => default_schedule(opts.iterations, config.box_.particle_spacing()),
     };
     if !(opts.smoothing.is_finite() && opts.smoothing >= 0.0) {
-        return Err(Error::invalid(
-            "--smoothing",
-            opts.smoothing,
-            "a Gaussian smoothing scale ≥ 0 in Mpc/h",
-        ));
+        return Err(Error::invalid("--smoothing", opts.smoothing, "a Gaussian smoothing scale ≥ 0 in Mpc/h").into());
     }
     let fit_start = match (&opts.fit_start, opts.fit_cosmology) {
         (Some(t), true) => Some(parse_fit_start(t)?),
-        (Some(t), false) => return Err(Error::invalid("--fit-start", t, "given together with --fit-cosmology")),
+        (Some(t), false) => return Err(Error::invalid("--fit-start", t, "given together with --fit-cosmology").into()),
         (None, _) => None,
     };
     if opts.fit_cosmology && config.cosmology.sigma8.is_none() {
@@ -256,7 +249,8 @@ pub fn run(opts: &Options) -> Result<()> {
             "cosmology.sigma8",
             "unset (normalised by a_s)",
             "a σ₈ normalisation in the configuration for --fit-cosmology",
-        ));
+        )
+        .into());
     }
     if let Some(t) = fit_start {
         config_at(&config, t).map_err(|e| {
@@ -276,7 +270,7 @@ pub fn run(opts: &Options) -> Result<()> {
         None => (None, opts.data_mesh.unwrap_or(config.box_.mesh)),
     };
     if !(2..=4096).contains(&data_mesh) {
-        return Err(Error::invalid("--data-mesh", data_mesh, "2 to 4096 cells per side"));
+        return Err(Error::invalid("--data-mesh", data_mesh, "2 to 4096 cells per side").into());
     }
     let resolved = format!(
         "{}\n# cosmograd reconstruct: observed = {}, data mesh = {data_mesh}, noise = {:?}, smoothing = {} Mpc/h, schedule (R [Mpc/h]:iterations) = {}, preconditioning = {:?}, fit cosmology = {}{}\n",
@@ -360,7 +354,7 @@ fn run_typed<T: Real>(
     noise: NoiseModel,
     (observed, m): (Option<Vec<f64>>, usize),
     fit_start: Option<[f64; 2]>,
-) -> Result<()> {
+) -> pm_adjoint::Result<()> {
     let mut sim = Simulation::<T>::new(config)?;
     let (n, l) = (config.box_.particles, config.box_.size);
     let mock = observed.is_none();

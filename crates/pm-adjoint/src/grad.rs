@@ -2,8 +2,8 @@
 
 use crate::cosmo::{cosmology_gradient, ScalarCots};
 use crate::objective::Objective;
+use crate::{Error, Result};
 use pm_core::cosmology::Cosmology;
-use pm_core::error::{Error, Result};
 use pm_core::float::Real;
 use pm_core::lpt::{lpt_fields, lpt_vjp, LptOrder};
 use pm_core::noise::linear_field;
@@ -110,21 +110,18 @@ pub(crate) fn dot3<T: Real>(a: &[[T; 3]], b: &[[T; 3]]) -> f64 {
 
 fn check_finite<T: Real>(s: &State<T>) -> Result<()> {
     if s.disp.par_iter().chain(s.mom.par_iter()).any(|v| v.iter().any(|x| !x.is_finite())) {
-        return Err(Error::NonFinite {
+        return Err(pm_core::Error::NonFinite {
             what: "particle state".into(),
             detail: format!("at a = {}; check the cosmology and time-step settings", s.a),
-        });
+        }
+        .into());
     }
     Ok(())
 }
 
 fn check_differentiable<T: Real>(sim: &Simulation<T>) -> Result<()> {
     if sim.config().run.fixed_amplitude {
-        return Err(Error::invalid(
-            "run.fixed_amplitude",
-            true,
-            "false: fixed-amplitude modes are not a differentiable function of the white noise",
-        ));
+        return Err(Error::FixedAmplitude);
     }
     Ok(())
 }
@@ -153,15 +150,16 @@ pub fn loss_value<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Objecti
 /// Memory: a fixed number of particle arrays and meshes, independent of the number of steps
 /// ([`Recover::Reverse`]), plus one stored state per `every` steps with [`Recover::Checkpoint`].
 ///
-/// Errors: a white noise of the wrong length or with NaN ([`Error::Shape`], [`Error::NonFinite`]),
-/// `run.fixed_amplitude = true`, a loss time that is not a step boundary, a checkpoint interval of
-/// 0, or a run that goes non-finite.
+/// Errors: a white noise of the wrong length or with NaN ([`pm_core::Error::Shape`],
+/// [`pm_core::Error::NonFinite`]), `run.fixed_amplitude = true` ([`Error::FixedAmplitude`]), a
+/// loss time that is not a step boundary ([`Error::LossTime`]), a checkpoint interval of 0
+/// ([`Error::CheckpointEvery`]), or a run that goes non-finite.
 pub fn value_and_grad<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Objective<'_, T>, opts: &GradOptions) -> Result<Gradients<T>> {
     check_differentiable(sim)?;
     let every = match opts.recover {
         Recover::Reverse => usize::MAX,
         Recover::Checkpoint { every: 0 } => {
-            return Err(Error::invalid("checkpoint every", 0, "at least 1 step between checkpoints"));
+            return Err(Error::CheckpointEvery { every: 0 });
         }
         Recover::Checkpoint { every } => every,
     };

@@ -4,8 +4,8 @@
 
 use super::{mock_observation, reconstruct, Posterior, Preconditioner, ReconProgress, Stage};
 use crate::optim::LbfgsOptions;
+use crate::{Error, Result};
 use pm_core::config::Config;
-use pm_core::error::{Error, Result};
 use pm_core::fft::Fft3;
 use pm_core::float::{Real, C};
 use pm_core::noise::gaussian;
@@ -54,13 +54,9 @@ impl<T: Real> Posterior<T> {
     /// Weights that are not finite and ≥ 0.
     pub fn set_laplace_weights(&mut self, weights: Option<Vec<f64>>) -> Result<()> {
         if let Some(w) = &weights {
-            Error::check_finite("Laplace weights", w)?;
+            pm_core::Error::check_finite("Laplace weights", w)?;
             if let Some(i) = w.iter().position(|v| *v < 0.0) {
-                return Err(Error::invalid(
-                    "Laplace weights",
-                    w[i],
-                    "weights ≥ 0 (fractions of the prior power)",
-                ));
+                return Err(Error::LaplaceWeight { weight: w[i] });
             }
         }
         self.laplace_weights = weights;
@@ -211,11 +207,7 @@ impl<T: Real> FreeCosmology<T> {
         let f = post.laplace_term(sim, 0.0)?.fisher;
         let scale = [1.0 / f[0][0].sqrt(), 1.0 / f[1][1].sqrt()];
         if scale.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-            return Err(Error::invalid(
-                "cosmology fit",
-                format!("Fisher matrix {f:?} at the start"),
-                "data with signal-to-noise in some mode (lower the noise)",
-            ));
+            return Err(Error::FisherAtStart { fisher: f });
         }
         Ok(FreeCosmology {
             base: sim.config().clone(),
@@ -238,7 +230,7 @@ impl<T: Real> FreeCosmology<T> {
             return Ok(true);
         }
         self.current = None;
-        match config_at(&self.base, theta).and_then(|c| Simulation::new(&c)) {
+        match config_at(&self.base, theta).and_then(|c| Simulation::new(&c).map_err(Error::from)) {
             Ok(s) => *sim = s,
             Err(_) => return Ok(false),
         }

@@ -6,7 +6,7 @@ use super::{CosmologyFit, Posterior, Preconditioner, Preconditioning, Stage};
 use crate::grad::{value_and_grad, GradOptions};
 use crate::objective::Objective;
 use crate::optim::{lbfgs, Iteration, LbfgsOptions, LbfgsResult};
-use pm_core::error::{Error, Result};
+use crate::{Error, Result};
 use pm_core::float::Real;
 use pm_core::sim::Simulation;
 use std::cell::Cell;
@@ -160,10 +160,11 @@ impl<T: Real> StageObjective<'_, T> {
 /// long.
 ///
 /// # Errors
-/// An empty schedule or a negative scale ([`Error::Invalid`]), `w0` of the wrong length or with
-/// NaN, the cosmology fit with a configuration not normalised by σ₈, a starting cosmology the
-/// simulation refuses, a Fisher matrix that is not positive definite at the estimate, and any
-/// error of the simulation.
+/// An empty schedule ([`Error::EmptySchedule`]) or a negative scale ([`Error::SmoothingScale`]),
+/// `w0` of the wrong length or with NaN, the cosmology fit with a configuration not normalised by
+/// σ₈ ([`Error::Sigma8Unset`]), a starting cosmology the simulation refuses, a Fisher matrix that
+/// is not positive definite at the estimate ([`Error::FisherAtEstimate`]), and any error of the
+/// simulation.
 pub fn reconstruct<T: Real>(
     sim: &mut Simulation<T>,
     posterior: &mut Posterior<T>,
@@ -173,19 +174,17 @@ pub fn reconstruct<T: Real>(
     mut progress: impl FnMut(&ReconProgress),
 ) -> Result<ReconResult<T>> {
     if schedule.is_empty() {
-        return Err(Error::invalid("schedule", "empty", "at least one stage"));
+        return Err(Error::EmptySchedule);
     }
     let n = sim.config().box_.particles;
     let nw = n * n * n;
-    Error::check_array("initial white noise", w0, nw, "box.particles³")?;
+    pm_core::Error::check_array("initial white noise", w0, nw, "box.particles³")?;
     let fit = posterior.fit;
     if let Some(start) = fit {
         if sim.config().cosmology.sigma8.is_none() {
-            return Err(Error::invalid(
-                "cosmology.sigma8",
-                "unset",
-                "a σ₈ normalisation (the cosmology fit varies Ω_m and σ₈)",
-            ));
+            return Err(Error::Sigma8Unset {
+                why: "the cosmology fit varies Ω_m and σ₈",
+            });
         }
         *sim = Simulation::new(&config_at(sim.config(), start)?)?;
     }
@@ -260,11 +259,7 @@ pub fn reconstruct<T: Real>(
         if let Some(t) = o.theta(&r.x) {
             let free = o.free.as_mut().expect("free cosmology");
             if !free.move_to(o.sim, o.post, t, st.smoothing)? {
-                return Err(Error::invalid(
-                    "cosmology fit",
-                    format!("{t:?}"),
-                    "an accepted point in the valid range",
-                ));
+                return Err(Error::FitOutOfRange { theta: t });
             }
             theta = Some(t);
         }
@@ -278,11 +273,7 @@ pub fn reconstruct<T: Real>(
         let f = posterior.laplace_term(sim, 0.0)?.fisher;
         let det = f[0][0] * f[1][1] - f[0][1] * f[1][0];
         if !(det > 0.0 && f[0][0] > 0.0) {
-            return Err(Error::invalid(
-                "cosmology fit",
-                format!("Fisher matrix {f:?} at the estimate"),
-                "a positive-definite Fisher matrix (data with signal-to-noise in some mode)",
-            ));
+            return Err(Error::FisherAtEstimate { fisher: f });
         }
         let covariance = [[f[1][1] / det, -f[0][1] / det], [-f[1][0] / det, f[0][0] / det]];
         cosmology = Some(CosmologyFit {

@@ -3,8 +3,8 @@
 
 use super::posterior::{check_data_mesh, check_scale};
 use super::{NoiseModel, Posterior};
+use crate::Result;
 use pm_core::cic::Cic;
-use pm_core::error::Result;
 use pm_core::fft::Fft3;
 use pm_core::float::{Real, C};
 use pm_core::mesh::MeshGeom;

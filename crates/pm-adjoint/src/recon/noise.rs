@@ -1,6 +1,6 @@
 //! The noise model of the observed density mesh (docs/reconstruction.md eq. X1).
 
-use pm_core::error::{Error, Result};
+use crate::{Error, Result};
 
 /// The noise of the observed density mesh.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,35 +27,24 @@ impl NoiseModel {
         match self {
             NoiseModel::White { sigma } => {
                 if !(sigma.is_finite() && *sigma > 0.0) {
-                    return Err(Error::invalid(
-                        "noise sigma",
-                        sigma,
-                        "a finite standard deviation > 0 (units of δ per cell)",
-                    ));
+                    return Err(Error::NoiseSigma { sigma: *sigma });
                 }
             }
             NoiseModel::Power { k, p } => {
                 if k.is_empty() || k.len() != p.len() {
-                    return Err(Error::Shape {
+                    return Err(pm_core::Error::Shape {
                         what: "noise power spectrum".into(),
                         found: format!("{} k and {} P values", k.len(), p.len()),
                         expected: "the same number (≥ 1) of k and P_N values".into(),
-                    });
+                    }
+                    .into());
                 }
                 for (i, (&ki, &pi)) in k.iter().zip(p).enumerate() {
                     if !(ki.is_finite() && ki > 0.0) || (i > 0 && ki <= k[i - 1]) {
-                        return Err(Error::invalid(
-                            format!("noise power k[{i}]"),
-                            ki,
-                            "finite, > 0 and increasing (h/Mpc)",
-                        ));
+                        return Err(Error::NoiseTableK { index: i, k: ki });
                     }
                     if !(pi.is_finite() && pi > 0.0) {
-                        return Err(Error::invalid(
-                            format!("noise power P_N[{i}]"),
-                            pi,
-                            "a finite power > 0 in (Mpc/h)³",
-                        ));
+                        return Err(Error::NoiseTableP { index: i, p: pi });
                     }
                 }
             }

@@ -6,8 +6,8 @@ use super::{reconstruct, Preconditioner};
 use super::{NoiseModel, Preconditioning};
 use crate::grad::{value_and_grad, GradOptions, Gradients};
 use crate::objective::Objective;
+use crate::{Error, Result};
 use pm_core::cic::Cic;
-use pm_core::error::{Error, Result};
 use pm_core::fft::Fft3;
 use pm_core::float::{Real, C};
 use pm_core::loss::DensityLoss;
@@ -52,14 +52,14 @@ impl<T: Real> std::fmt::Debug for Posterior<T> {
 /// Checks a data mesh size (cells per side).
 pub(super) fn check_data_mesh(m: usize) -> Result<()> {
     if !(2..=4096).contains(&m) {
-        return Err(Error::invalid("data mesh", m, "2 to 4096 cells per side"));
+        return Err(Error::DataMesh { m });
     }
     Ok(())
 }
 
-pub(super) fn check_scale(what: &str, r: f64) -> Result<()> {
+pub(super) fn check_scale(what: &'static str, r: f64) -> Result<()> {
     if !(r.is_finite() && r >= 0.0) {
-        return Err(Error::invalid(what, r, "a Gaussian smoothing scale ≥ 0 in Mpc/h (0: none)"));
+        return Err(Error::SmoothingScale { what, r });
     }
     Ok(())
 }
@@ -71,8 +71,10 @@ impl<T: Real> Posterior<T> {
     /// [`Posterior::on_mesh`] takes data on another mesh.
     ///
     /// # Errors
-    /// [`Error::Shape`] if `observed` does not have m³ values, [`Error::NonFinite`] for NaN/Inf in
-    /// it, [`Error::Invalid`] for σ ≤ 0, a bad noise table or a negative smoothing scale.
+    /// [`pm_core::Error::Shape`] if `observed` does not have m³ values,
+    /// [`pm_core::Error::NonFinite`] for NaN/Inf in it, [`Error::NoiseSigma`] for σ ≤ 0,
+    /// [`Error::NoiseTableK`], [`Error::NoiseTableP`] or [`pm_core::Error::Shape`] for a bad noise
+    /// table, [`Error::SmoothingScale`] for a negative smoothing scale.
     pub fn new(sim: &Simulation<T>, observed: &[T], noise: NoiseModel, data_smoothing: f64) -> Result<Self> {
         Self::on_mesh(sim, sim.config().box_.mesh, observed, noise, data_smoothing)
     }
@@ -84,12 +86,12 @@ impl<T: Real> Posterior<T> {
     /// not be a multiple of the particle grid.
     ///
     /// # Errors
-    /// As [`Posterior::new`], and [`Error::Invalid`] for `data_mesh` < 2 or > 4096.
+    /// As [`Posterior::new`], and [`Error::DataMesh`] for `data_mesh` < 2 or > 4096.
     pub fn on_mesh(sim: &Simulation<T>, data_mesh: usize, observed: &[T], noise: NoiseModel, data_smoothing: f64) -> Result<Self> {
         check_data_mesh(data_mesh)?;
         let b = &sim.config().box_;
         let geom = MeshGeom::new(data_mesh, b.size);
-        Error::check_array("observed density", observed, geom.n_cells(), "(data mesh)³")?;
+        pm_core::Error::check_array("observed density", observed, geom.n_cells(), "(data mesh)³")?;
         noise.validate()?;
         check_scale("data smoothing", data_smoothing)?;
         let fft = Fft3::new(geom.m);
@@ -170,7 +172,7 @@ impl<T: Real> Posterior<T> {
     /// the exact posterior.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a negative or non-finite R.
+    /// [`Error::SmoothingScale`] for a negative or non-finite R.
     pub fn set_anneal(&mut self, r: f64) -> Result<()> {
         check_scale("annealing scale", r)?;
         self.anneal = r;
@@ -364,13 +366,16 @@ mod tests {
         let n = 16 * 16 * 16;
         let e = Posterior::new(&sim, &vec![0.0; n - 1], NoiseModel::White { sigma: 1.0 }, 0.0).unwrap_err();
         assert!(
-            matches!(e, Error::Shape { .. }) && e.to_string().contains("observed density"),
+            matches!(e, Error::Core(pm_core::Error::Shape { .. })) && e.to_string().contains("observed density"),
             "{e}"
         );
         let mut obs = vec![0.0; n];
         obs[17] = f64::NAN;
         let e = Posterior::new(&sim, &obs, NoiseModel::White { sigma: 1.0 }, 0.0).unwrap_err();
-        assert!(matches!(e, Error::NonFinite { .. }) && e.to_string().contains("17"), "{e}");
+        assert!(
+            matches!(e, Error::Core(pm_core::Error::NonFinite { .. })) && e.to_string().contains("17"),
+            "{e}"
+        );
         for sigma in [0.0, -1.0, f64::NAN] {
             let e = Posterior::new(&sim, &vec![0.0; n], NoiseModel::White { sigma }, 0.0).unwrap_err();
             assert!(e.to_string().contains("noise sigma"), "{e}");
@@ -394,7 +399,10 @@ mod tests {
             assert!(e.to_string().contains("data mesh"), "{e}");
         }
         let e = Posterior::on_mesh(&sim, 12, &vec![0.0; n], NoiseModel::White { sigma: 1.0 }, 0.0).unwrap_err();
-        assert!(matches!(e, Error::Shape { .. }) && e.to_string().contains("data mesh"), "{e}");
+        assert!(
+            matches!(e, Error::Core(pm_core::Error::Shape { .. })) && e.to_string().contains("data mesh"),
+            "{e}"
+        );
     }
 
     /// Data on a mesh that is neither the force mesh nor a multiple of the particle grid (12³

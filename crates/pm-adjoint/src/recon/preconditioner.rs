@@ -6,7 +6,7 @@ use super::reconstruct;
 use super::Posterior;
 use crate::grad::{value_and_grad, GradOptions};
 use crate::objective::Objective;
-use pm_core::error::Result;
+use crate::Result;
 use pm_core::fft::Fft3;
 use pm_core::float::{Real, C};
 use pm_core::mesh::MeshGeom;

@@ -2,6 +2,7 @@
 //! term of the joint posterior, the free cosmology of the last stage of [`reconstruct`] and the
 //! calibration of the Laplace weights on a mock.
 
+use super::preconditioner::shell_sums;
 use super::{mock_observation, reconstruct, Posterior, Preconditioner, ReconProgress, Stage};
 use crate::optim::LbfgsOptions;
 use crate::{Error, Result};
@@ -289,12 +290,7 @@ pub fn calibrate_laplace_weights<T: Real>(
     let (p_rec, p_true) = (power(&r.white_noise), power(&w_c));
     // Shells of width k_f: bin j belongs to shell round(sqrt(j)).
     let shell = |j: usize| (j as f64).sqrt().round() as usize;
-    let ns = shell(p_rec.len() - 1) + 1;
-    let (mut sr, mut st) = (vec![0.0; ns], vec![0.0; ns]);
-    for j in 1..p_rec.len() {
-        sr[shell(j)] += p_rec[j];
-        st[shell(j)] += p_true[j];
-    }
+    let (sr, st) = (shell_sums(&p_rec), shell_sums(&p_true));
     Ok((0..p_rec.len())
         .map(|j| {
             let s = shell(j);

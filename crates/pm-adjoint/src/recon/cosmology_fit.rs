@@ -307,7 +307,7 @@ pub fn calibrate_laplace_weights<T: Real>(
 mod tests {
     use super::*;
     use crate::recon::driver::StageObjective;
-    use crate::recon::testing::{reconstruct_from_zero, tiny};
+    use crate::recon::testing::{reconstruct_from_zero, tiny, tiny_mock};
     use crate::recon::{NoiseModel, Preconditioning};
     use pm_core::testing::{fd_check_flat, rand_field};
 
@@ -402,12 +402,7 @@ mod tests {
     #[test]
     fn free_cosmology_gradient_matches_finite_differences() {
         for precondition in [false, true] {
-            let mut sim = tiny(5);
-            let w_true = sim.white_noise();
-            let noise = NoiseModel::White { sigma: 0.4 };
-            let md = sim.config().box_.mesh;
-            let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, md, 3).unwrap();
-            let mut post = Posterior::new(&sim, &obs, noise, 0.0).unwrap();
+            let (sim, w_true, mut post) = tiny_mock(5, 0.4, 3);
             post.set_anneal(2.0).unwrap();
             let theta_s = [0.33, 0.78];
             let mut sim = Simulation::<f64>::new(&config_at(sim.config(), theta_s).unwrap()).unwrap();

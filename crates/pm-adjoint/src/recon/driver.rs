@@ -294,8 +294,7 @@ pub fn reconstruct<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recon::testing::{reconstruct_from_zero, tiny};
-    use crate::recon::{mock_observation, NoiseModel};
+    use crate::recon::testing::{reconstruct_from_zero, tiny_mock};
 
     /// A short annealed reconstruction on a tiny noisy mock: every stage's loss decreases
     /// monotonically, and the result is closer to the truth than the start (w = 0) on the
@@ -308,12 +307,7 @@ mod tests {
     }
 
     fn reconstruct_tiny(precondition: Preconditioning) {
-        let mut sim = tiny(3);
-        let w_true = sim.white_noise();
-        let noise = NoiseModel::White { sigma: 0.3 };
-        let md = sim.config().box_.mesh;
-        let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, md, 1).unwrap();
-        let mut post = Posterior::new(&sim, &obs, noise, 0.0).unwrap();
+        let (mut sim, w_true, mut post) = tiny_mock(3, 0.3, 1);
         post.set_preconditioning(precondition);
         let schedule = [
             Stage {

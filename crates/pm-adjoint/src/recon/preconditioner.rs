@@ -200,8 +200,8 @@ const PROBE_SEED: u64 = 0x70726f6265; // "probe"
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recon::testing::tiny;
-    use crate::recon::{mock_observation, NoiseModel};
+    use crate::recon::testing::{tiny, tiny_mock};
+    use crate::recon::NoiseModel;
     use pm_core::config::Config;
     use pm_core::testing::{fd_check_flat, rand_field};
 
@@ -245,12 +245,7 @@ mod tests {
     /// hands L-BFGS): central finite differences in f64.
     #[test]
     fn preconditioned_gradient_matches_finite_differences() {
-        let mut sim = tiny(4);
-        let w_true = sim.white_noise();
-        let noise = NoiseModel::White { sigma: 0.2 };
-        let md = sim.config().box_.mesh;
-        let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, md, 2).unwrap();
-        let post = Posterior::new(&sim, &obs, noise, 0.0).unwrap();
+        let (mut sim, w_true, post) = tiny_mock(4, 0.2, 2);
         let pc = Preconditioner::linear(&sim, &post);
         let u: Vec<f64> = rand_field::<f64>(w_true.len(), 9).iter().map(|v| 0.5 * v).collect();
         let gopts = GradOptions {

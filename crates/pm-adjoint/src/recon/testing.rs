@@ -1,6 +1,6 @@
 //! Helpers shared by the reconstruction tests.
 
-use super::{reconstruct, Posterior, ReconProgress, ReconResult, Stage};
+use super::{mock_observation, reconstruct, NoiseModel, Posterior, ReconProgress, ReconResult, Stage};
 use crate::grad::GradOptions;
 use crate::optim::LbfgsOptions;
 use pm_core::config::Config;
@@ -16,6 +16,18 @@ pub(super) fn tiny(seed: u64) -> Simulation<f64> {
 
 /// Checks ∇(−ln p) of `post` on `tiny(sim_seed)` against central differences (f64, two random
 /// directions, seeds from `seed`) at a point between the truth and random noise.
+/// `tiny(sim_seed)`, its white noise w_true, and the posterior of a mock of it on the force mesh
+/// without smoothing, with white noise `sigma` per cell drawn from `noise_seed`.
+pub(super) fn tiny_mock(sim_seed: u64, sigma: f64, noise_seed: u64) -> (Simulation<f64>, Vec<f64>, Posterior<f64>) {
+    let mut sim = tiny(sim_seed);
+    let w_true = sim.white_noise();
+    let noise = NoiseModel::White { sigma };
+    let md = sim.config().box_.mesh;
+    let (obs, _) = mock_observation(&mut sim, &w_true, &noise, 0.0, md, noise_seed).unwrap();
+    let post = Posterior::new(&sim, &obs, noise, 0.0).unwrap();
+    (sim, w_true, post)
+}
+
 pub(super) fn gradient_matches_differences(post: &Posterior<f64>, sim_seed: u64, w_true: &[f64], seed: u64) {
     let w0: Vec<f64> = w_true
         .iter()

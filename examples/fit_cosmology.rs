@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Parameters the cosmology refuses count as an infinite loss (the line search backs off).
         let f = |x: &[f64]| match fit.value_and_grad([x[0], x[1]]) {
             Ok((v, g)) => Ok((v, g.to_vec())),
-            Err(pm_core::Error::Invalid { .. }) => Ok((f64::INFINITY, vec![f64::NAN; 2])),
+            Err(pm_adjoint::Error::Core(pm_core::Error::Invalid { .. })) => Ok((f64::INFINITY, vec![f64::NAN; 2])),
             Err(e) => Err(e),
         };
         let opts = LbfgsOptions {

@@ -117,7 +117,7 @@ impl Task for Hybrid {
         for &i in batch {
             let [mid, end] = &self.losses[i];
             let obj = Objective::new().at(A_MID, mid as &dyn Loss<f32>).at_end(end);
-            let g = value_and_grad(&mut self.sim, &self.noise[i], &obj, &opts)?;
+            let g = value_and_grad(&mut self.sim, &self.noise[i], &obj, &opts).map_err(nn_error)?;
             loss += g.loss / batch.len() as f64;
             grad.iter_mut().zip(&g.force_params).for_each(|(a, b)| *a += b / batch.len() as f64);
         }
@@ -129,9 +129,18 @@ impl Task for Hybrid {
         for &i in batch {
             let [mid, end] = &self.losses[i];
             let obj = Objective::new().at(A_MID, mid as &dyn Loss<f32>).at_end(end);
-            loss += loss_value(&mut self.sim, &self.noise[i], &obj)? / batch.len() as f64;
+            loss += loss_value(&mut self.sim, &self.noise[i], &obj).map_err(nn_error)? / batch.len() as f64;
         }
         Ok(loss)
+    }
+}
+
+/// pm-adjoint's error as the training loop's (pm-nn's): pm-core's errors pass through, pm-adjoint's
+/// own keep their message word for word.
+fn nn_error(e: pm_adjoint::Error) -> pm_nn::Error {
+    match e {
+        pm_adjoint::Error::Core(e) => pm_nn::Error::Core(e),
+        e => pm_nn::Error::Candle(candle_core::Error::Msg(e.to_string())),
     }
 }
 

@@ -123,17 +123,18 @@ pub fn cosmology_toml(grad: &Cosmology, at: &Cosmology) -> String {
 }
 
 /// Runs `gradient` with the given options.
-pub fn run(opts: &Options) -> Result<()> {
+pub fn run(opts: &Options) -> pm_adjoint::Result<()> {
     let config = resolve_config(&opts.input)?;
     if opts.loss == LossKind::Power && opts.target.is_none() {
         return Err(Error::invalid(
             "--target",
             "none",
             "a density mesh .npy of shape (box.mesh,)*3 whose P(k) is the target of --loss power",
-        ));
+        )
+        .into());
     }
     if opts.checkpoint_every == Some(0) {
-        return Err(Error::invalid("--checkpoint-every", 0, "at least 1 step between checkpoints"));
+        return Err(Error::invalid("--checkpoint-every", 0, "at least 1 step between checkpoints").into());
     }
     let resolved = config.to_toml_string();
     check_output_files(&opts.output.out, &GRADIENT_FILES, &resolved, opts.output.force)?;
@@ -157,7 +158,7 @@ fn read_target<T: Real>(path: &Path, m: usize) -> Result<Vec<T>> {
     Ok(data.into_iter().map(T::of).collect())
 }
 
-fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result<()> {
+fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> pm_adjoint::Result<()> {
     let mut sim = Simulation::<T>::new(config)?;
     let (n, m) = (config.box_.particles, config.box_.mesh);
     let (w, wide) = match &config.run.white_noise {

@@ -35,7 +35,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Simulate(o) => simulate::run(&o),
+        Command::Simulate(o) => simulate::run(&o).map_err(pm_adjoint::Error::from),
         Command::Gradient(o) => gradient::run(&o),
         Command::Reconstruct(o) => reconstruct::run(&o),
     };

@@ -4,8 +4,9 @@
 
 use super::{Options, DEFAULT_MOCK_SIGMA};
 use pm_adjoint::recon::{NoiseModel, Stage};
+use pm_adjoint::Result;
 use pm_core::io::{read_npy, shape_string};
-use pm_core::{Error, Result};
+use pm_core::Error;
 use std::path::Path;
 
 /// Parses `--fit-start` "OMEGA_M,SIGMA8" (0 < Ω_m < 1, σ₈ > 0, finite).
@@ -24,7 +25,7 @@ pub(super) fn parse_fit_start(text: &str) -> Result<[f64; 2]> {
         .map_err(|_| bad())?;
     match v[..] {
         [om, s8] if om.is_finite() && s8.is_finite() && om > 0.0 && om < 1.0 && s8 > 0.0 => Ok([om, s8]),
-        _ => Err(bad()),
+        _ => Err(bad().into()),
     }
 }
 
@@ -46,7 +47,7 @@ pub(super) fn parse_schedule(text: &str) -> Result<Vec<Stage>> {
             if smoothing.is_finite() && smoothing >= 0.0 && iterations >= 1 {
                 Ok(Stage { smoothing, iterations })
             } else {
-                Err(bad())
+                Err(bad().into())
             }
         })
         .collect()
@@ -72,7 +73,8 @@ pub fn read_noise_power(path: &Path) -> Result<NoiseModel> {
                 return Err(Error::file(
                     path,
                     format!("line {}: expected two numbers `k P_N` (h/Mpc, (Mpc/h)^3), found `{l}`", i + 1),
-                ))
+                )
+                .into())
             }
         }
     }
@@ -86,11 +88,7 @@ pub fn read_noise_power(path: &Path) -> Result<NoiseModel> {
 pub(super) fn noise_model(opts: &Options) -> Result<NoiseModel> {
     let model = match (&opts.noise, &opts.noise_power) {
         (Some(_), Some(_)) => {
-            return Err(Error::invalid(
-                "--noise",
-                "given with --noise-power",
-                "one of --noise SIGMA or --noise-power FILE",
-            ));
+            return Err(Error::invalid("--noise", "given with --noise-power", "one of --noise SIGMA or --noise-power FILE").into());
         }
         (Some(s), None) => NoiseModel::White { sigma: *s },
         (None, Some(p)) => read_noise_power(p)?,
@@ -100,12 +98,13 @@ pub(super) fn noise_model(opts: &Options) -> Result<NoiseModel> {
                 "--noise",
                 "none",
                 "the noise of the --observed data: --noise SIGMA (per cell, units of δ) or --noise-power FILE",
-            ))
+            )
+            .into())
         }
     };
     if let NoiseModel::White { sigma } = model {
         if !(sigma.is_finite() && sigma > 0.0) {
-            return Err(Error::invalid("--noise", sigma, "a standard deviation > 0 per cell (units of δ)"));
+            return Err(Error::invalid("--noise", sigma, "a standard deviation > 0 per cell (units of δ)").into());
         }
     }
     model.validate()?;
@@ -131,7 +130,8 @@ pub(super) fn read_observed(path: &Path, expected: Option<usize>, force_mesh: us
             what: format!("observed density {}", path.display()),
             found: format!("shape {}", shape_string(&shape)),
             expected: want,
-        });
+        }
+        .into());
     }
     Error::check_finite(&format!("observed density {}", path.display()), &data)?;
     Ok((md, data))

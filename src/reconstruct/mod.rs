@@ -31,8 +31,9 @@
 use crate::cli::{resolve_config, thread_pool, Input, Output};
 use crate::output::check_output_files;
 use pm_adjoint::recon::{config_at, default_schedule, NoiseModel, Preconditioning, Stage};
+use pm_adjoint::Result;
 use pm_core::config::{Config, Precision};
-use pm_core::{Error, Real, Result};
+use pm_core::{Error, Real};
 use std::path::PathBuf;
 
 mod inputs;
@@ -163,22 +164,18 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     let noise = noise_model(opts)?;
     if opts.iterations == 0 {
-        return Err(Error::invalid("--iterations", 0, "at least 1 L-BFGS iteration"));
+        return Err(Error::invalid("--iterations", 0, "at least 1 L-BFGS iteration").into());
     }
     let schedule = match &opts.schedule {
         Some(t) => parse_schedule(t)?,
         None => default_schedule(opts.iterations, config.box_.particle_spacing()),
     };
     if !(opts.smoothing.is_finite() && opts.smoothing >= 0.0) {
-        return Err(Error::invalid(
-            "--smoothing",
-            opts.smoothing,
-            "a Gaussian smoothing scale ≥ 0 in Mpc/h",
-        ));
+        return Err(Error::invalid("--smoothing", opts.smoothing, "a Gaussian smoothing scale ≥ 0 in Mpc/h").into());
     }
     let fit_start = match (&opts.fit_start, opts.fit_cosmology) {
         (Some(t), true) => Some(parse_fit_start(t)?),
-        (Some(t), false) => return Err(Error::invalid("--fit-start", t, "given together with --fit-cosmology")),
+        (Some(t), false) => return Err(Error::invalid("--fit-start", t, "given together with --fit-cosmology").into()),
         (None, _) => None,
     };
     if opts.fit_cosmology && config.cosmology.sigma8.is_none() {
@@ -186,7 +183,8 @@ pub fn run(opts: &Options) -> Result<()> {
             "cosmology.sigma8",
             "unset (normalised by a_s)",
             "a σ₈ normalisation in the configuration for --fit-cosmology",
-        ));
+        )
+        .into());
     }
     if let Some(t) = fit_start {
         config_at(&config, t).map_err(|e| {
@@ -206,7 +204,7 @@ pub fn run(opts: &Options) -> Result<()> {
         None => (None, opts.data_mesh.unwrap_or(config.box_.mesh)),
     };
     if !(2..=4096).contains(&data_mesh) {
-        return Err(Error::invalid("--data-mesh", data_mesh, "2 to 4096 cells per side"));
+        return Err(Error::invalid("--data-mesh", data_mesh, "2 to 4096 cells per side").into());
     }
     let resolved = format!(
         "{}\n# cosmograd reconstruct: observed = {}, data mesh = {data_mesh}, noise = {:?}, smoothing = {} Mpc/h, schedule (R [Mpc/h]:iterations) = {}, preconditioning = {:?}, fit cosmology = {}{}\n",

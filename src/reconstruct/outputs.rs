@@ -7,6 +7,7 @@ use super::{Options, FIT_FILE, MOCK_FILES, RECON_FILES};
 use crate::output::{create_output_dir, write_text};
 use crate::plot::recon::{plot_loss, plot_rk, plot_slices};
 use pm_adjoint::recon::{linear_wiener, NoiseModel};
+use pm_adjoint::Result;
 use pm_core::config::Config;
 use pm_core::fft::Fft3;
 use pm_core::io::{write_npy_f32, write_npy_real};
@@ -14,7 +15,7 @@ use pm_core::mesh::MeshGeom;
 use pm_core::noise::linear_field;
 use pm_core::power::{cross_spectrum, Deconvolve};
 use pm_core::sim::Simulation;
-use pm_core::{Real, Result};
+use pm_core::Real;
 
 fn to_f32<T: Real>(v: &[T]) -> Vec<f32> {
     v.iter().map(|x| x.f64() as f32).collect()

@@ -8,10 +8,11 @@ use pm_adjoint::optim::LbfgsOptions;
 use pm_adjoint::recon::{
     calibrate_laplace_weights, config_at, mock_observation, reconstruct, NoiseModel, Posterior, ReconProgress, ReconResult, Stage,
 };
+use pm_adjoint::Result;
 use pm_core::config::Config;
 use pm_core::io::read_white_noise;
 use pm_core::sim::Simulation;
-use pm_core::{Real, Result};
+use pm_core::Real;
 use std::time::Instant;
 
 /// What the optimisation leaves for the outputs.

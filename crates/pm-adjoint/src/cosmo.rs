@@ -2,8 +2,8 @@
 //! kick, drift and initial-condition coefficient, and of ln sqrt(P_L) per |k|; docs/adjoint.md
 //! eq. R9), contracted with the forward-mode tangents of pm-core (eq. T11).
 
+use crate::Result;
 use pm_core::cosmology::Cosmology;
-use pm_core::error::Result;
 use pm_core::float::Real;
 use pm_core::sim::Simulation;
 use pm_core::tangent::{cosmology_cotangent, Tangent, N_PARAMS};

@@ -2,8 +2,8 @@
 
 use crate::cosmo::{cosmology_gradient, ScalarCots};
 use crate::objective::Objective;
+use crate::{Error, Result};
 use pm_core::cosmology::Cosmology;
-use pm_core::error::{Error, Result};
 use pm_core::float::Real;
 use pm_core::loss::Loss;
 use pm_core::nbody::Cotangents;
@@ -72,16 +72,12 @@ pub struct Gradients<T: Real> {
 }
 
 fn check_finite<T: Real>(s: &State<T>) -> Result<()> {
-    s.check_finite(&format!("at a = {}", s.a))
+    Ok(s.check_finite(&format!("at a = {}", s.a))?)
 }
 
 fn check_differentiable<T: Real>(sim: &Simulation<T>) -> Result<()> {
     if sim.config().run.fixed_amplitude {
-        return Err(Error::invalid(
-            "run.fixed_amplitude",
-            true,
-            "false: fixed-amplitude modes are not a differentiable function of the white noise",
-        ));
+        return Err(Error::FixedAmplitude);
     }
     Ok(())
 }
@@ -110,15 +106,16 @@ pub fn loss_value<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Objecti
 /// Memory: a fixed number of particle arrays and meshes, independent of the number of steps
 /// ([`Recover::Reverse`]), plus one stored state per `every` steps with [`Recover::Checkpoint`].
 ///
-/// Errors: a white noise of the wrong length or with NaN ([`Error::Shape`], [`Error::NonFinite`]),
-/// `run.fixed_amplitude = true`, a loss time that is not a step boundary, a checkpoint interval of
-/// 0, or a run that goes non-finite.
+/// Errors: a white noise of the wrong length or with NaN ([`pm_core::Error::Shape`],
+/// [`pm_core::Error::NonFinite`]), `run.fixed_amplitude = true` ([`Error::FixedAmplitude`]), a
+/// loss time that is not a step boundary ([`Error::LossTime`]), a checkpoint interval of 0
+/// ([`Error::CheckpointEvery`]), or a run that goes non-finite.
 pub fn value_and_grad<T: Real>(sim: &mut Simulation<T>, w: &[T], objective: &Objective<'_, T>, opts: &GradOptions) -> Result<Gradients<T>> {
     check_differentiable(sim)?;
     let every = match opts.recover {
         Recover::Reverse => usize::MAX,
         Recover::Checkpoint { every: 0 } => {
-            return Err(Error::invalid("checkpoint every", 0, "at least 1 step between checkpoints"));
+            return Err(Error::CheckpointEvery { every: 0 });
         }
         Recover::Checkpoint { every } => every,
     };

@@ -6,8 +6,8 @@
 
 use crate::grad::{value_and_grad, GradOptions};
 use crate::objective::Objective;
+use crate::{Error, Result};
 use pm_core::config::Config;
-use pm_core::error::{Error, Result};
 use pm_core::loss::PowerLoss;
 use pm_core::noise::{gaussian, uniform};
 use pm_core::power::PowerSpectrum;
@@ -34,14 +34,12 @@ impl PowerFit {
     /// checks of [`PowerLoss::new`].
     pub fn new(config: &Config, w: Vec<f64>, target: PowerSpectrum, k_max: Option<f64>) -> Result<Self> {
         if config.cosmology.sigma8.is_none() {
-            return Err(Error::invalid(
-                "cosmology.sigma8",
-                "unset",
-                "a σ₈ normalisation (the fit varies σ₈)",
-            ));
+            return Err(Error::Sigma8Unset {
+                why: "the fit varies σ₈"
+            });
         }
         let n = config.box_.particles;
-        Error::check_array("white noise", &w, n * n * n, "box.particles³")?;
+        pm_core::Error::check_array("white noise", &w, n * n * n, "box.particles³")?;
         PowerLoss::<f64>::new(target.clone(), k_max)?;
         Ok(PowerFit {
             config: config.clone(),
@@ -98,7 +96,7 @@ pub fn simulated_power(config: &Config, w: &[f64]) -> Result<PowerSpectrum> {
 /// `grad(x)` returns the gradient.
 ///
 /// # Errors
-/// A Hessian that is not positive definite (not a minimum; [`Error::Invalid`]), and errors of
+/// A Hessian that is not positive definite (not a minimum; [`Error::NotPositiveDefinite`]), and errors of
 /// `grad`.
 pub fn laplace_covariance(mut grad: impl FnMut(&[f64]) -> Result<Vec<f64>>, x: &[f64], h: &[f64]) -> Result<Vec<Vec<f64>>> {
     let n = x.len();
@@ -132,11 +130,7 @@ fn invert_spd(a: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
             let s: f64 = a[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
             if i == j {
                 if s.is_nan() || s <= 0.0 {
-                    return Err(Error::invalid(
-                        "Hessian",
-                        format!("{a:?}"),
-                        "a positive-definite matrix (a minimum of the loss)",
-                    ));
+                    return Err(Error::NotPositiveDefinite { hessian: a.to_vec() });
                 }
                 l[i][i] = s.sqrt();
             } else {
@@ -200,18 +194,18 @@ pub struct HmcResult {
 pub fn hmc(mut f: impl FnMut(&[f64]) -> Result<(f64, Vec<f64>)>, x0: &[f64], opts: &HmcOptions) -> Result<HmcResult> {
     let n = x0.len();
     if opts.scale.len() != n || opts.scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-        return Err(Error::invalid(
-            "HmcOptions.scale",
-            format!("{:?}", opts.scale),
-            format!("{n} values > 0"),
-        ));
+        return Err(Error::Options {
+            field: "HmcOptions.scale",
+            value: format!("{:?}", opts.scale),
+            expected: format!("{n} values > 0"),
+        });
     }
     if !(opts.step.is_finite() && opts.step > 0.0) || opts.leapfrog_steps == 0 {
-        return Err(Error::invalid(
-            "HmcOptions.step, leapfrog_steps",
-            format!("{}, {}", opts.step, opts.leapfrog_steps),
-            "a step > 0 and at least 1 leapfrog step",
-        ));
+        return Err(Error::Options {
+            field: "HmcOptions.step, leapfrog_steps",
+            value: format!("{}, {}", opts.step, opts.leapfrog_steps),
+            expected: "a step > 0 and at least 1 leapfrog step".into(),
+        });
     }
     // M⁻¹ = diag(scale²).
     let minv: Vec<f64> = opts.scale.iter().map(|s| s * s).collect();
@@ -350,7 +344,7 @@ mod tests {
         // Errors of U reject the trajectory instead of failing the chain.
         let wall = |x: &[f64]| {
             if x[0] > 0.5 {
-                Err(Error::invalid("x", x[0], "≤ 0.5"))
+                Err(pm_core::Error::invalid("x", x[0], "≤ 0.5").into())
             } else {
                 gauss2(x)
             }

@@ -31,15 +31,17 @@
 //! assert!(g.reversal_error < 1e-10);
 //! let dl_domega_m = g.cosmology.unwrap().omega_m;
 //! assert!(dl_domega_m.is_finite());
-//! # Ok::<(), pm_core::Error>(())
+//! # Ok::<(), pm_adjoint::Error>(())
 //! ```
 
 mod cosmo;
+mod error;
 mod grad;
 pub mod infer;
 mod objective;
 pub mod optim;
 pub mod recon;
 
+pub use error::{Error, Result};
 pub use grad::{loss_value, value_and_grad, GradOptions, Gradients, Recover};
 pub use objective::Objective;

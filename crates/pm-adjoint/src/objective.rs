@@ -1,7 +1,7 @@
 //! What is differentiated: a sum of losses, each read at a step boundary of the run (the final
 //! state, or any snapshot time), `L = Σ_t L_t(s(a_t), p(a_t))` (docs/adjoint.md eq. R6).
 
-use pm_core::error::{Error, Result};
+use crate::{Error, Result};
 use pm_core::float::Real;
 use pm_core::loss::Loss;
 
@@ -46,11 +46,7 @@ impl<'a, T: Real> Objective<'a, T> {
     /// not a boundary. Returns, per boundary, the losses read there.
     pub(crate) fn per_boundary(&self, bounds: &[f64]) -> Result<Vec<Vec<&'a dyn Loss<T>>>> {
         if self.terms.is_empty() {
-            return Err(Error::invalid(
-                "objective",
-                "no terms",
-                "at least one loss (Objective::final_state)",
-            ));
+            return Err(Error::EmptyObjective);
         }
         let mut out: Vec<Vec<&'a dyn Loss<T>>> = vec![Vec::new(); bounds.len()];
         let last = bounds.len() - 1;
@@ -64,14 +60,11 @@ impl<'a, T: Real> Objective<'a, T> {
             match j {
                 Some(j) => out[j].push(loss),
                 None => {
-                    return Err(Error::invalid(
-                        "loss time a",
+                    return Err(Error::LossTime {
                         a,
-                        format!(
-                            "a step boundary of the run: time.a_start = {}, time.a_stop = {} or one of time.snapshots (add it there)",
-                            bounds[0], bounds[last]
-                        ),
-                    ))
+                        a_start: bounds[0],
+                        a_stop: bounds[last],
+                    })
                 }
             }
         }

@@ -17,7 +17,7 @@
 //! generic math backend each iteration, and the CLI needs a per-iteration callback for its progress
 //! bar and loss log; the algorithm is ~200 lines and tested below against analytic minima.
 
-use pm_core::error::{Error, Result};
+use crate::{Error, Result};
 
 /// Settings of [`lbfgs`].
 #[derive(Clone, Debug, PartialEq)]
@@ -64,24 +64,32 @@ impl LbfgsOptions {
 
     fn validate(&self) -> Result<()> {
         if self.memory == 0 {
-            return Err(Error::invalid("LbfgsOptions.memory", 0, "at least 1 stored pair"));
+            return Err(Error::Options {
+                field: "LbfgsOptions.memory",
+                value: 0.to_string(),
+                expected: "at least 1 stored pair".into(),
+            });
         }
         if !(self.c1 > 0.0 && self.c1 < self.c2 && self.c2 < 1.0) {
-            return Err(Error::invalid(
-                "LbfgsOptions.c1, c2",
-                format!("{}, {}", self.c1, self.c2),
-                "0 < c1 < c2 < 1 (e.g. 1e-4 and 0.9)",
-            ));
+            return Err(Error::Options {
+                field: "LbfgsOptions.c1, c2",
+                value: format!("{}, {}", self.c1, self.c2),
+                expected: "0 < c1 < c2 < 1 (e.g. 1e-4 and 0.9)".into(),
+            });
         }
         if self.max_line_evals < 2 {
-            return Err(Error::invalid("LbfgsOptions.max_line_evals", self.max_line_evals, "at least 2"));
+            return Err(Error::Options {
+                field: "LbfgsOptions.max_line_evals",
+                value: self.max_line_evals.to_string(),
+                expected: "at least 2".into(),
+            });
         }
         if self.grad_tol.is_nan() || self.grad_tol < 0.0 || self.f_tol.is_nan() || self.f_tol < 0.0 {
-            return Err(Error::invalid(
-                "LbfgsOptions.grad_tol, f_tol",
-                format!("{}, {}", self.grad_tol, self.f_tol),
-                "tolerances ≥ 0",
-            ));
+            return Err(Error::Options {
+                field: "LbfgsOptions.grad_tol, f_tol",
+                value: format!("{}, {}", self.grad_tol, self.f_tol),
+                expected: "tolerances ≥ 0".into(),
+            });
         }
         Ok(())
     }
@@ -184,8 +192,9 @@ fn cubic_min(a: f64, fa: f64, da: f64, b: f64, fb: f64, db: f64) -> f64 {
 /// accepted step; returning `false` stops with [`StopReason::Callback`].
 ///
 /// # Errors
-/// Invalid options, a starting point where the loss or gradient is not finite
-/// ([`Error::NonFinite`]), a gradient of the wrong length, or any error of `f`.
+/// Invalid options ([`Error::Options`]), a starting point where the loss or gradient is not
+/// finite ([`pm_core::Error::NonFinite`]), a gradient of the wrong length
+/// ([`pm_core::Error::Shape`]), or any error of `f`.
 pub fn lbfgs<F, CB>(mut f: F, x0: Vec<f64>, opts: &LbfgsOptions, mut callback: CB) -> Result<LbfgsResult>
 where
     F: FnMut(&[f64]) -> Result<(f64, Vec<f64>)>,
@@ -197,17 +206,19 @@ where
     let (mut fx, mut g) = f(&x)?;
     let mut evaluations = 1usize;
     if g.len() != n {
-        return Err(Error::Shape {
+        return Err(pm_core::Error::Shape {
             what: "gradient returned to lbfgs".into(),
             found: format!("{} values", g.len()),
             expected: format!("{n}, the length of x"),
-        });
+        }
+        .into());
     }
     if !fx.is_finite() || g.iter().any(|v| !v.is_finite()) {
-        return Err(Error::NonFinite {
+        return Err(pm_core::Error::NonFinite {
             what: "loss or gradient at the starting point".into(),
             detail: format!("loss {fx}; start from a point where the model is finite"),
-        });
+        }
+        .into());
     }
     let mut history = vec![fx];
     let mut pairs: std::collections::VecDeque<(Vec<f64>, Vec<f64>, f64)> = Default::default();
@@ -520,15 +531,15 @@ mod tests {
 
     #[test]
     fn errors_of_the_loss_and_bad_starts_are_returned() {
-        let bad = |_: &[f64]| -> Result<(f64, Vec<f64>)> { Err(Error::invalid("x", 0, "something")) };
+        let bad = |_: &[f64]| -> Result<(f64, Vec<f64>)> { Err(pm_core::Error::invalid("x", 0, "something").into()) };
         assert!(lbfgs(bad, vec![0.0], &LbfgsOptions::default(), |_| true).is_err());
         let nan = |_: &[f64]| -> Result<(f64, Vec<f64>)> { Ok((f64::NAN, vec![0.0])) };
         let e = lbfgs(nan, vec![0.0], &LbfgsOptions::default(), |_| true).unwrap_err();
-        assert!(matches!(e, Error::NonFinite { .. }), "{e}");
+        assert!(matches!(e, Error::Core(pm_core::Error::NonFinite { .. })), "{e}");
         let short = |_: &[f64]| -> Result<(f64, Vec<f64>)> { Ok((0.0, vec![])) };
         assert!(matches!(
             lbfgs(short, vec![0.0], &LbfgsOptions::default(), |_| true),
-            Err(Error::Shape { .. })
+            Err(Error::Core(pm_core::Error::Shape { .. }))
         ));
         let opts = LbfgsOptions {
             c1: 0.95,

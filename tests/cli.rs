@@ -139,6 +139,8 @@ fn bad_configs_give_one_line_and_exit_code_2() {
         ("[box]\nsizee = 3.0\n", &["sizee"]),
         ("[box]\nparticles = 16\nmesh = 24\n", &["box.mesh", "16"]),
         ("[time]\na_start = 0.5\na_stop = 0.2\n", &["time.a_start"]),
+        // Below the growth tables' start (1e-5): refused, not a panic in the growth tables.
+        ("[time]\na_start = 1e-6\n", &["time.a_start", "1e-5 <= a_start"]),
         ("[cosmology]\nomega_m = -0.3\n", &["cosmology.omega_m"]),
         ("[cosmology]\nh = nan\n", &["cosmology.h"]),
         ("[cosmology]\ntransfer = \"/nonexistent/pk.txt\"\n", &["/nonexistent/pk.txt"]),

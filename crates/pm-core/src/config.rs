@@ -28,6 +28,7 @@
 use crate::cosmology::Cosmology;
 pub use crate::cosmology::TransferChoice;
 use crate::error::{Error, Result};
+use crate::growth::A_INIT;
 use serde::de::{self, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -540,11 +541,12 @@ impl Config {
 
     fn validate_time(&self) -> Result<()> {
         let t = &self.time;
-        if !(t.a_start.is_finite() && t.a_start > 0.0) {
+        // The growth tables start at A_INIT: an earlier a_start could not be evaluated.
+        if !(t.a_start.is_finite() && t.a_start >= A_INIT) {
             return Err(Error::invalid(
                 "time.a_start",
                 num(t.a_start),
-                "a finite scale factor 0 < a_start < time.a_stop, e.g. 0.02",
+                format!("a finite scale factor {A_INIT:e} <= a_start < time.a_stop (the growth tables start at {A_INIT:e}), e.g. 0.02"),
             ));
         }
         if !(t.a_stop.is_finite() && t.a_stop <= MAX_A_STOP) {
@@ -988,6 +990,10 @@ slice_thickness = 8.5
         assert_eq!(invalid_field(&bad(&|c| c.time.a_start = 1.0)), "time.a_start");
         assert_eq!(invalid_field(&bad(&|c| c.time.a_start = 2.0)), "time.a_start");
         assert_eq!(invalid_field(&bad(&|c| c.time.a_start = f64::NAN)), "time.a_start");
+        // Below the growth tables' start (A_INIT = 1e-5): refused here, not a panic in growth.rs.
+        let e = bad(&|c| c.time.a_start = 1e-6);
+        assert_eq!(invalid_field(&e), "time.a_start");
+        assert!(e.to_string().contains("1e-5 <= a_start"), "{e}");
         assert_eq!(invalid_field(&bad(&|c| c.time.a_stop = f64::INFINITY)), "time.a_stop");
         assert_eq!(invalid_field(&bad(&|c| c.time.a_stop = 11.0)), "time.a_stop");
         assert_eq!(invalid_field(&bad(&|c| c.time.steps = 0)), "time.steps");
@@ -1007,6 +1013,7 @@ slice_thickness = 8.5
         c.time.snapshots = vec![0.03, 0.5, 1.0];
         c.box_.mesh = 64;
         c.time.a_stop = 10.0;
+        c.time.a_start = A_INIT;
         c.cosmology.sigma8 = None;
         c.cosmology.a_s = Some(2.1e-9);
         c.cosmology.w0 = -0.8;

@@ -225,7 +225,7 @@ pub fn run(opts: &Options) -> Result<()> {
         files.push(FIT_FILE);
     }
     check_output_files(&opts.output.out, &files, &resolved, opts.output.force)?;
-    thread_pool(&config)?.install(|| match config.run.precision {
+    thread_pool(&config, opts.output.quiet)?.install(|| match config.run.precision {
         Precision::F32 => run_typed::<f32>(&config, &resolved, opts, &schedule, noise, (observed, data_mesh), fit_start),
         Precision::F64 => run_typed::<f64>(&config, &resolved, opts, &schedule, noise, (observed, data_mesh), fit_start),
     })

@@ -153,7 +153,8 @@ pub struct RunConfig {
     pub white_noise: Option<PathBuf>,
     /// Floating-point type of fields and particles. Default f32.
     pub precision: Precision,
-    /// Worker threads, 0 = all cores. Results do not depend on it. Default 0.
+    /// Worker threads, 0 = all cores; the CLI caps a larger count at the available cores
+    /// (`cosmograd::cli::thread_count`). Results do not depend on it. Default 0.
     pub threads: usize,
     /// Fix |W(k)| to its rms value, keeping only the phases (Angulo & Pontzen 2016). Default false.
     pub fixed_amplitude: bool,

@@ -138,6 +138,8 @@ fn bad_configs_give_one_line_and_exit_code_2() {
     let cases: &[(&str, &[&str])] = &[
         ("[box]\nsizee = 3.0\n", &["sizee"]),
         ("[box]\nparticles = 16\nmesh = 24\n", &["box.mesh", "16"]),
+        // 1626³ > u32::MAX: the particle indices would wrap.
+        ("[box]\nparticles = 1626\nmesh = 1626\n", &["box.particles", "n <= 1625"]),
         ("[time]\na_start = 0.5\na_stop = 0.2\n", &["time.a_start"]),
         // Below the growth tables' start (1e-5): refused, not a panic in the growth tables.
         ("[time]\na_start = 1e-6\n", &["time.a_start", "1e-5 <= a_start"]),

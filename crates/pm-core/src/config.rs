@@ -34,8 +34,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Largest accepted `box.particles` (particles per side); 4096³ particles is far beyond a CPU run.
-pub const MAX_PARTICLES: usize = 4096;
+/// Largest accepted `box.particles` (particles per side): the largest n with n³ ≤ `u32::MAX`,
+/// as the CIC plane sort indexes the n³ particles with `u32` ([`crate::cic::Cic::new`]).
+pub const MAX_PARTICLES: usize = 1625;
+const _: () = assert!(MAX_PARTICLES.pow(3) <= u32::MAX as usize && (MAX_PARTICLES + 1).pow(3) > u32::MAX as usize);
 /// Largest accepted `box.mesh` (cells per side).
 pub const MAX_MESH: usize = 8192;
 /// Largest accepted `time.steps`.
@@ -454,7 +456,7 @@ impl Config {
             return Err(Error::invalid(
                 "box.particles",
                 b.particles,
-                format!("particles per side n with 2 <= n <= {MAX_PARTICLES}"),
+                format!("particles per side n with 2 <= n <= {MAX_PARTICLES} (n³ particles must fit a 32-bit index)"),
             ));
         }
         let n = b.particles;
@@ -969,6 +971,13 @@ slice_thickness = 8.5
         assert_eq!(invalid_field(&bad(&|c| c.box_.size = f64::NAN)), "box.size");
         assert_eq!(invalid_field(&bad(&|c| c.box_.size = f64::INFINITY)), "box.size");
         assert_eq!(invalid_field(&bad(&|c| c.box_.particles = 1)), "box.particles");
+        // n³ > u32::MAX from n = 1626: the CIC particle indices would wrap.
+        let e = bad(&|c| {
+            c.box_.particles = 1626;
+            c.box_.mesh = 1626
+        });
+        assert_eq!(invalid_field(&e), "box.particles");
+        assert!(e.to_string().contains("n <= 1625"), "{e}");
         assert_eq!(invalid_field(&bad(&|c| c.cosmology.omega_m = 0.0)), "cosmology.omega_m");
         assert_eq!(invalid_field(&bad(&|c| c.cosmology.omega_m = -0.3)), "cosmology.omega_m");
         assert_eq!(invalid_field(&bad(&|c| c.cosmology.omega_b = 0.0)), "cosmology.omega_b");

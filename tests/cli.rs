@@ -112,7 +112,21 @@ fn white_noise_file_is_used_and_checked() {
     write_npy(&wrong_dtype, "<i8", &[n, n, n], &vec![0u8; 8 * n * n * n]);
     assert_bad(
         &simulate(&tmpdir("wn-dtype"), Some(SMALL), &["--white-noise", wrong_dtype.to_str().unwrap()]),
-        &["dtype.npy", "<i8"],
+        &["dtype.npy", "<i8", "'>f4'", "'>f8'"],
+    );
+    // A finite float64 beyond f32's range under run.precision = "f32": the message says so.
+    let big = d.join("big.npy");
+    let mut vals = vec![0.0f64; n * n * n];
+    vals[3] = 1e39;
+    write_npy(
+        &big,
+        "<f8",
+        &[n, n, n],
+        &vals.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    );
+    assert_bad(
+        &simulate(&tmpdir("wn-big"), Some(SMALL), &["--white-noise", big.to_str().unwrap()]),
+        &["big.npy", "1e39", "[0, 0, 3]", "does not fit in f32", "run.precision = \"f64\""],
     );
     let nan = d.join("nan.npy");
     let mut vals = vec![0.0f32; n * n * n];

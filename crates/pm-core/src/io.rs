@@ -75,7 +75,8 @@ pub fn shape_string(shape: &[usize]) -> String {
 /// (`[ix][iy][iz]`, physics.md). Every problem is one line naming the file: missing file,
 /// not a `.npy` ([`Error::File`]); wrong dtype, Fortran order or wrong shape
 /// ([`Error::Shape`]); truncated data ([`Error::File`]); a NaN or infinite value
-/// ([`Error::NonFinite`], naming the first bad index).
+/// ([`Error::NonFinite`], naming the first bad index); a float64 value beyond the f32 range
+/// when `T` is f32 ([`Error::File`], suggesting `run.precision = "f64"`).
 pub fn read_white_noise<T: Real>(path: &Path, n: usize) -> Result<Vec<T>> {
     let what = format!("white noise file {}", path.display());
     let (bytes, header) = read_file_and_header(path)?;
@@ -90,6 +91,21 @@ pub fn read_white_noise<T: Real>(path: &Path, n: usize) -> Result<Vec<T>> {
     let data: Vec<T> = decode(path, &bytes, &header)?;
     if let Some(i) = data.iter().position(|x| !x.is_finite()) {
         let (ix, iy, iz) = (i / (n * n), (i / n) % n, i % n);
+        // A finite float64 that overflowed the conversion to f32 is not bad data: say so.
+        if std::mem::size_of::<T>() < 8 && header.float_type().is_some_and(|(size, _)| size == 8) {
+            let wide: Vec<f64> = decode(path, &bytes, &header)?;
+            if wide[i].is_finite() {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "white noise value {:e} at index [{ix}, {iy}, {iz}] (flat {i}) does not fit in f32 \
+                         (|w| <= {:e}); set run.precision = \"f64\" or rescale the file",
+                        wide[i],
+                        f32::MAX
+                    ),
+                ));
+            }
+        }
         return Err(Error::NonFinite {
             what,
             detail: format!(
@@ -312,7 +328,7 @@ fn check_float_c_order(h: &NpyHeader, what: &str) -> Result<()> {
         return Err(Error::Shape {
             what: what.to_string(),
             found: format!("dtype {}", h.descr),
-            expected: "dtype float32 or float64 ('<f4' or '<f8')".to_string(),
+            expected: "dtype float32 or float64 in either byte order ('<f4', '>f4', '<f8' or '>f8')".to_string(),
         });
     }
     if h.fortran_order && h.shape.iter().filter(|&&n| n > 1).count() > 1 {
@@ -758,11 +774,18 @@ mod tests {
             assert!(matches!(e, Error::NonFinite { .. }));
             assert!(s.contains("[1, 2, 1]") && s.contains(word), "{s}");
         }
-        // f64 values beyond the f32 range overflow to inf when read as f32.
+        // f64 values beyond the f32 range cannot be read as f32: said so, not "non-finite".
         let mut w = noise(n);
         w[5] = 1e300;
         write_npy_f64(&p, &[n, n, n], &w).unwrap();
-        assert!(matches!(read_white_noise::<f32>(&p, n).unwrap_err(), Error::NonFinite { .. }));
+        let e = read_white_noise::<f32>(&p, n).unwrap_err();
+        let s = msg(&e, &p);
+        assert!(matches!(e, Error::File { .. }), "{e:?}");
+        assert!(
+            s.contains("1e300") && s.contains("[0, 1, 2]") && s.contains("does not fit in f32"),
+            "{s}"
+        );
+        assert!(s.contains("run.precision = \"f64\""), "{s}");
         assert!(read_white_noise::<f64>(&p, n).is_ok());
         std::fs::remove_file(p).ok();
     }

@@ -335,3 +335,35 @@ fn device_cuda_gives_one_line_and_exit_code_2_without_a_usable_gpu() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn special_files_as_inputs_give_one_line_and_exit_code_2() {
+    // /dev/zero was read until memory ran out and a FIFO blocked forever.
+    let d = tmpdir("special");
+    let fifo = d.join("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let mut paths = vec![std::path::PathBuf::from("/dev/zero")];
+    match std::process::Command::new("mkfifo").arg(&fifo).status() {
+        Ok(s) if s.success() => paths.push(fifo),
+        _ => eprintln!("mkfifo unavailable: the FIFO case is skipped"),
+    }
+    for (i, p) in paths.iter().enumerate() {
+        let s = p.to_str().unwrap();
+        let cases: [(&str, Vec<&str>); 4] = [
+            ("simulate", vec!["--white-noise", s]),
+            ("gradient", vec!["--target", s]),
+            ("reconstruct", vec!["--observed", s, "--noise", "1"]),
+            ("reconstruct", vec!["--noise-power", s]),
+        ];
+        for (j, (cmd, args)) in cases.iter().enumerate() {
+            let out = common::run(cmd, &tmpdir(&format!("special{i}-{j}")), Some(SMALL), args);
+            assert_bad(&out, &[s, "not a regular file but a"]);
+        }
+        let out = bin()
+            .args(["simulate", "--quiet", "--config", s, "--out"])
+            .arg(tmpdir(&format!("special{i}-config")).join("out"))
+            .output()
+            .unwrap();
+        assert_bad(&out, &[s, "config file: not a regular file but a"]);
+    }
+}

@@ -55,6 +55,7 @@ pub(super) fn parse_schedule(text: &str) -> Result<Vec<Stage>> {
 
 /// Reads a noise power table: `#` comments, then rows `k P_N` (h/Mpc, (Mpc/h)³).
 pub fn read_noise_power(path: &Path) -> Result<NoiseModel> {
+    pm_core::io::refuse_special_file(path, "--noise-power", "a two-column text table of k [h/Mpc] and P_N(k) [(Mpc/h)³]")?;
     let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read the noise power table: {e}")))?;
     let (mut k, mut p) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {

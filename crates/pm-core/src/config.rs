@@ -350,6 +350,7 @@ impl Config {
     /// file's directory and stored absolute, so the resolved config works from anywhere.
     /// Does not validate.
     pub fn load(path: &Path) -> Result<Config> {
+        crate::io::refuse_special_file(path, "config file", "a TOML configuration file")?;
         let text = std::fs::read_to_string(path).map_err(|e| {
             let reason = match e.kind() {
                 std::io::ErrorKind::NotFound => "config file not found".to_string(),
@@ -529,14 +530,7 @@ impl Config {
                 }
                 const WHAT: &str = "\"eh\", \"eh-nowiggle\" or the path of a two-column \
                                     k [h/Mpc] P [(Mpc/h)^3] text file";
-                match std::fs::metadata(p) {
-                    Ok(m) if m.is_file() => {}
-                    Ok(_) => return Err(Error::file(p, format!("cosmology.transfer: not a regular file (expected {WHAT})"))),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(Error::file(p, format!("cosmology.transfer: file not found (expected {WHAT})")))
-                    }
-                    Err(e) => return Err(Error::file(p, format!("cosmology.transfer: cannot read: {e}"))),
-                }
+                crate::io::require_regular_file(p, "cosmology.transfer", WHAT)?;
             }
         }
         Ok(())
@@ -609,14 +603,7 @@ impl Config {
         if let Some(p) = &r.white_noise {
             const WHAT: &str = "a .npy white-noise file of shape (n, n, n), n = box.particles, \
                                 float32 or float64";
-            match std::fs::metadata(p) {
-                Ok(m) if m.is_file() => {}
-                Ok(_) => return Err(Error::file(p, format!("run.white_noise: not a regular file (expected {WHAT})"))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::file(p, format!("run.white_noise: file not found (expected {WHAT})")))
-                }
-                Err(e) => return Err(Error::file(p, format!("run.white_noise: cannot read: {e}"))),
-            }
+            crate::io::require_regular_file(p, "run.white_noise", WHAT)?;
         }
         if r.threads > MAX_THREADS {
             return Err(Error::invalid(

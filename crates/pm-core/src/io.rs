@@ -131,6 +131,7 @@ pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>)> {
 /// reading a large file.
 pub fn read_npy_header(path: &Path) -> Result<NpyHeader> {
     use std::io::Read;
+    refuse_special_file(path, ".npy input", "a .npy file")?;
     let mut f = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
     let mut pre = [0u8; 12];
     let got = read_up_to(&mut f, &mut pre).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
@@ -230,6 +231,60 @@ fn write_npy<E: Copy>(path: &Path, shape: &[usize], data: &[E], descr: &str, put
 // Reading
 // ---------------------------------------------------------------------------------------------
 
+/// Refuses an input path that is not an existing regular file before anything opens it: a
+/// device such as `/dev/zero` would be read until memory runs out and a FIFO would block
+/// forever. `what` names the input (`run.white_noise`, `--config`, ...), `expected` describes
+/// the file wanted; the message is `{what}: file not found (expected {expected})`,
+/// `{what}: not a regular file but a FIFO (named pipe) (expected {expected})` or
+/// `{what}: cannot read: {io error}`, after the path ([`Error::File`]).
+pub fn require_regular_file(path: &Path, what: &str, expected: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) => Err(Error::file(
+            path,
+            format!("{what}: not a regular file but {} (expected {expected})", file_kind(m.file_type())),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::file(path, format!("{what}: file not found (expected {expected})")))
+        }
+        Err(e) => Err(Error::file(path, format!("{what}: cannot read: {e}"))),
+    }
+}
+
+/// As [`require_regular_file`] for a path that exists; a missing path is left to the caller's
+/// own open error (so its "file not found" message stays as it was).
+pub fn refuse_special_file(path: &Path, what: &str, expected: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => require_regular_file(path, what, expected),
+        _ => Ok(()),
+    }
+}
+
+/// What a non-regular file is, for messages: "a directory", "a FIFO (named pipe)", ...
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
+    }
+}
+
 fn open_error(path: &Path, e: std::io::Error) -> Error {
     match e.kind() {
         std::io::ErrorKind::NotFound => Error::file(path, "file not found"),
@@ -256,6 +311,7 @@ fn read_file_and_header(path: &Path) -> Result<(Vec<u8>, NpyHeader)> {
     if path.is_dir() {
         return Err(Error::file(path, "is a directory, expected a .npy file"));
     }
+    refuse_special_file(path, ".npy input", "a .npy file")?;
     let bytes = std::fs::read(path).map_err(|e| open_error(path, e))?;
     let (len, start) = preamble(path, &bytes)?;
     if bytes.len() < start + len {

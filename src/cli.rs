@@ -96,9 +96,31 @@ pub fn resolve_config(opts: &Input) -> Result<Config> {
     Ok(config)
 }
 
-/// The rayon pool of `run.threads` in which a command runs.
-pub fn thread_pool(config: &Config) -> Result<rayon::ThreadPool> {
-    let threads = config.run.threads;
+/// The number of worker threads to start for `run.threads = requested` on a machine with
+/// `available` cores (0 = rayon's default, all cores), and the warning to print when it differs.
+///
+/// More threads than cores only adds overhead and results do not depend on the thread count, so
+/// a request above `available` is capped at `available` (docs/config.md, `run.threads`).
+pub fn thread_count(requested: usize, available: usize) -> (usize, Option<String>) {
+    if requested > available && available > 0 {
+        let warning = format!(
+            "cosmograd: warning: run.threads = {requested} is more than the {available} cores available; \
+             using {available} threads (results do not depend on the thread count)"
+        );
+        (available, Some(warning))
+    } else {
+        (requested, None)
+    }
+}
+
+/// The rayon pool of `run.threads` in which a command runs, capped at the available cores
+/// ([`thread_count`]; the one-line warning goes to stderr unless `quiet`).
+pub fn thread_pool(config: &Config, quiet: bool) -> Result<rayon::ThreadPool> {
+    let available = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let (threads, warning) = thread_count(config.run.threads, available);
+    if let (Some(w), false) = (warning, quiet) {
+        eprintln!("{w}");
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -126,5 +148,19 @@ mod tests {
         let p: Both = parse(["--seed", "7", "-q", "--out", "x"]).unwrap();
         assert_eq!((p.input.seed, p.output.quiet, p.output.out), (Some(7), true, PathBuf::from("x")));
         assert!(parse::<Both, _, _>(["--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn thread_count_is_capped_at_the_available_cores() {
+        assert_eq!(thread_count(0, 8), (0, None), "0 = all cores, left to rayon");
+        assert_eq!(thread_count(3, 8), (3, None));
+        assert_eq!(thread_count(8, 8), (8, None));
+        let (n, warning) = thread_count(1024, 8);
+        assert_eq!(n, 8);
+        let w = warning.expect("a capped count is reported");
+        assert!(w.contains("run.threads = 1024") && w.contains("using 8 threads"), "{w}");
+        assert_eq!(w.lines().count(), 1, "{w}");
+        // Unknown core count (available_parallelism failed): the request is kept.
+        assert_eq!(thread_count(16, 0), (16, None));
     }
 }

@@ -138,7 +138,7 @@ pub fn run(opts: &Options) -> pm_adjoint::Result<()> {
     }
     let resolved = config.to_toml_string();
     check_output_files(&opts.output.out, &GRADIENT_FILES, &resolved, opts.output.force)?;
-    thread_pool(&config)?.install(|| match config.run.precision {
+    thread_pool(&config, opts.output.quiet)?.install(|| match config.run.precision {
         Precision::F32 => run_typed::<f32>(&config, &resolved, opts),
         Precision::F64 => run_typed::<f64>(&config, &resolved, opts),
     })

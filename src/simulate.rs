@@ -76,7 +76,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let config = resolve_config(&opts.input)?;
     let resolved = config.to_toml_string();
     check_output_dir(&opts.output.out, &config, &resolved, opts.output.force)?;
-    thread_pool(&config)?.install(|| match config.run.precision {
+    thread_pool(&config, opts.output.quiet)?.install(|| match config.run.precision {
         Precision::F32 => run_typed::<f32>(&config, &resolved, opts),
         Precision::F64 => run_typed::<f64>(&config, &resolved, opts),
     })

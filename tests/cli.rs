@@ -112,7 +112,21 @@ fn white_noise_file_is_used_and_checked() {
     write_npy(&wrong_dtype, "<i8", &[n, n, n], &vec![0u8; 8 * n * n * n]);
     assert_bad(
         &simulate(&tmpdir("wn-dtype"), Some(SMALL), &["--white-noise", wrong_dtype.to_str().unwrap()]),
-        &["dtype.npy", "<i8"],
+        &["dtype.npy", "<i8", "'>f4'", "'>f8'"],
+    );
+    // A finite float64 beyond f32's range under run.precision = "f32": the message says so.
+    let big = d.join("big.npy");
+    let mut vals = vec![0.0f64; n * n * n];
+    vals[3] = 1e39;
+    write_npy(
+        &big,
+        "<f8",
+        &[n, n, n],
+        &vals.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    );
+    assert_bad(
+        &simulate(&tmpdir("wn-big"), Some(SMALL), &["--white-noise", big.to_str().unwrap()]),
+        &["big.npy", "1e39", "[0, 0, 3]", "does not fit in f32", "run.precision = \"f64\""],
     );
     let nan = d.join("nan.npy");
     let mut vals = vec![0.0f32; n * n * n];
@@ -138,7 +152,11 @@ fn bad_configs_give_one_line_and_exit_code_2() {
     let cases: &[(&str, &[&str])] = &[
         ("[box]\nsizee = 3.0\n", &["sizee"]),
         ("[box]\nparticles = 16\nmesh = 24\n", &["box.mesh", "16"]),
+        // 1626³ > u32::MAX: the particle indices would wrap.
+        ("[box]\nparticles = 1626\nmesh = 1626\n", &["box.particles", "n <= 1625"]),
         ("[time]\na_start = 0.5\na_stop = 0.2\n", &["time.a_start"]),
+        // Below the growth tables' start (1e-5): refused, not a panic in the growth tables.
+        ("[time]\na_start = 1e-6\n", &["time.a_start", "1e-5 <= a_start"]),
         ("[cosmology]\nomega_m = -0.3\n", &["cosmology.omega_m"]),
         ("[cosmology]\nh = nan\n", &["cosmology.h"]),
         ("[cosmology]\ntransfer = \"/nonexistent/pk.txt\"\n", &["/nonexistent/pk.txt"]),
@@ -316,4 +334,36 @@ fn device_cuda_gives_one_line_and_exit_code_2_without_a_usable_gpu() {
     let out = simulate(&dir, Some(SMALL), &["--device", "cpu"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn special_files_as_inputs_give_one_line_and_exit_code_2() {
+    // /dev/zero was read until memory ran out and a FIFO blocked forever.
+    let d = tmpdir("special");
+    let fifo = d.join("fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let mut paths = vec![std::path::PathBuf::from("/dev/zero")];
+    match std::process::Command::new("mkfifo").arg(&fifo).status() {
+        Ok(s) if s.success() => paths.push(fifo),
+        _ => eprintln!("mkfifo unavailable: the FIFO case is skipped"),
+    }
+    for (i, p) in paths.iter().enumerate() {
+        let s = p.to_str().unwrap();
+        let cases: [(&str, Vec<&str>); 4] = [
+            ("simulate", vec!["--white-noise", s]),
+            ("gradient", vec!["--target", s]),
+            ("reconstruct", vec!["--observed", s, "--noise", "1"]),
+            ("reconstruct", vec!["--noise-power", s]),
+        ];
+        for (j, (cmd, args)) in cases.iter().enumerate() {
+            let out = common::run(cmd, &tmpdir(&format!("special{i}-{j}")), Some(SMALL), args);
+            assert_bad(&out, &[s, "not a regular file but a"]);
+        }
+        let out = bin()
+            .args(["simulate", "--quiet", "--config", s, "--out"])
+            .arg(tmpdir(&format!("special{i}-config")).join("out"))
+            .output()
+            .unwrap();
+        assert_bad(&out, &[s, "config file: not a regular file but a"]);
+    }
 }

@@ -256,6 +256,14 @@ fn bad_input_gives_one_line_and_exit_code_2() {
     for sigma in ["0", "-1", "nan"] {
         assert_bad(&reconstruct(&dir, Some(SMALL), &["--noise", sigma]), &["--noise"]);
     }
+    // σ² or 1/σ² out of f32's range: refused up front, not a NaN later blamed on the white noise
+    // or the observed density.
+    for sigma in ["1e-300", "1e-20", "1e200"] {
+        assert_bad(
+            &reconstruct(&dir, Some(SMALL), &["--noise", sigma]),
+            &["--noise", "1e-8 <= SIGMA <= 1e8"],
+        );
+    }
     let good = dir.join("good.npy");
     write_npy_f64(&good, &[m, m, m], &vec![0.0; m * m * m]);
     // Observed data without a noise model.

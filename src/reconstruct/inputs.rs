@@ -55,6 +55,7 @@ pub(super) fn parse_schedule(text: &str) -> Result<Vec<Stage>> {
 
 /// Reads a noise power table: `#` comments, then rows `k P_N` (h/Mpc, (Mpc/h)³).
 pub fn read_noise_power(path: &Path) -> Result<NoiseModel> {
+    pm_core::io::refuse_special_file(path, "--noise-power", "a two-column text table of k [h/Mpc] and P_N(k) [(Mpc/h)³]")?;
     let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read the noise power table: {e}")))?;
     let (mut k, mut p) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
@@ -85,6 +86,13 @@ pub fn read_noise_power(path: &Path) -> Result<NoiseModel> {
     Ok(model)
 }
 
+/// Smallest accepted `--noise` σ (units of δ per cell): below it the data term's 1/σ² under- or
+/// overflows f32 and the noise is below the f32 rounding of δ ~ 1 anyway.
+pub const MIN_NOISE_SIGMA: f64 = 1e-8;
+/// Largest accepted `--noise` σ (units of δ per cell): above it σ² overflows f32 and the data
+/// carry no information.
+pub const MAX_NOISE_SIGMA: f64 = 1e8;
+
 pub(super) fn noise_model(opts: &Options) -> Result<NoiseModel> {
     let model = match (&opts.noise, &opts.noise_power) {
         (Some(_), Some(_)) => {
@@ -103,8 +111,15 @@ pub(super) fn noise_model(opts: &Options) -> Result<NoiseModel> {
         }
     };
     if let NoiseModel::White { sigma } = model {
-        if !(sigma.is_finite() && sigma > 0.0) {
-            return Err(Error::invalid("--noise", sigma, "a standard deviation > 0 per cell (units of δ)").into());
+        // σ² and 1/σ² must stay well inside f32 (run.precision = "f32"): a σ of 1e-20 or 1e200
+        // turned into NaN further on and was reported as a bad white noise or observed density.
+        if !(sigma.is_finite() && (MIN_NOISE_SIGMA..=MAX_NOISE_SIGMA).contains(&sigma)) {
+            return Err(Error::invalid(
+                "--noise",
+                sigma,
+                format!("a standard deviation per cell (units of δ) with {MIN_NOISE_SIGMA:e} <= SIGMA <= {MAX_NOISE_SIGMA:e}"),
+            )
+            .into());
         }
     }
     model.validate()?;

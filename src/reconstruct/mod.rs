@@ -59,8 +59,8 @@ pub struct Options {
     /// embedded mock.
     #[arg(long, value_name = "D.npy")]
     pub observed: Option<PathBuf>,
-    /// White Gaussian noise of the observation: standard deviation per mesh cell (units of δ).
-    /// Mock default: 0.01 (almost noise-free).
+    /// White Gaussian noise of the observation: standard deviation per mesh cell (units of δ),
+    /// 1e-8 ≤ SIGMA ≤ 1e8. Mock default: 0.01 (almost noise-free).
     #[arg(long, value_name = "SIGMA", conflicts_with = "noise_power", allow_negative_numbers = true)]
     pub noise: Option<f64>,
     /// Coloured noise: a text table of two columns, k [h/Mpc] and P_N(k) [(Mpc/h)³].
@@ -225,7 +225,7 @@ pub fn run(opts: &Options) -> Result<()> {
         files.push(FIT_FILE);
     }
     check_output_files(&opts.output.out, &files, &resolved, opts.output.force)?;
-    thread_pool(&config)?.install(|| match config.run.precision {
+    thread_pool(&config, opts.output.quiet)?.install(|| match config.run.precision {
         Precision::F32 => run_typed::<f32>(&config, &resolved, opts, &schedule, noise, (observed, data_mesh), fit_start),
         Precision::F64 => run_typed::<f64>(&config, &resolved, opts, &schedule, noise, (observed, data_mesh), fit_start),
     })

@@ -80,8 +80,17 @@ struct Stencil<T> {
 impl Cic {
     /// CIC between an `n³` particle lattice and an `m³` mesh in a box of `box_size` Mpc/h.
     /// `m` need not be a multiple of `n`.
+    ///
+    /// # Panics
+    /// On `n`, `m` = 0 or `box_size` ≤ 0, and when n³ exceeds `u32::MAX` (n > 1625: the plane sort
+    /// stores particle indices as `u32`; `Config::validate` refuses such a `box.particles`).
     pub fn new(n: usize, m: usize, box_size: f64) -> Self {
         assert!(n >= 1 && m >= 1 && box_size > 0.0, "invalid CIC geometry");
+        assert!(
+            n.checked_pow(3).is_some_and(|np| np <= u32::MAX as usize),
+            "Cic::new: {n}³ particles do not fit the u32 particle indices (at most 1625 per side)"
+        );
+        assert!(u32::try_from(m).is_ok(), "Cic::new: {m} mesh planes do not fit u32");
         let base = (0..n).map(|i| ((i * m) / n) as i64).collect();
         let off = (0..n).map(|i| ((i * m) % n) as f64 / n as f64 - 0.5).collect();
         let shift = n.is_power_of_two().then(|| n.trailing_zeros());
@@ -260,8 +269,8 @@ impl Cic {
     }
 
     /// As [`Cic::paint_with`], reusing the plane sort left in `sc` by an earlier paint of the
-    /// **same** displacements (the caller guarantees it; a stale sort paints wrongly).
-    pub fn paint_sorted<T: Real, F>(&self, disp: &[[T; 3]], mesh: &mut [T], sc: &PaintScratch, value: F)
+    /// **same** displacements (the caller guarantees it; see [`Cic::paint_sorted_k`]).
+    pub(crate) fn paint_sorted<T: Real, F>(&self, disp: &[[T; 3]], mesh: &mut [T], sc: &PaintScratch, value: F)
     where
         F: Fn(usize) -> T + Sync,
     {
@@ -270,7 +279,12 @@ impl Cic {
 
     /// As [`Cic::paint_sorted`] for `K` meshes at once (`value(p)[k]` onto `meshes[k]`, adding):
     /// one stencil per particle for all K values. Deterministic as the single paint.
-    pub fn paint_sorted_k<T: Real, const K: usize, F>(&self, disp: &[[T; 3]], meshes: [&mut [T]; K], sc: &PaintScratch, value: F)
+    ///
+    /// Crate-private because its soundness rests on the caller: `sc` must hold the plane sort
+    /// ([`Cic::paint_with`]/[`Cic::paint_k`]) of exactly these `disp`. The planes are painted in
+    /// parallel on the promise that the particles of plane j write only x-planes j and j+1; a
+    /// stale sort breaks it and two threads may write the same cell at once (a data race).
+    pub(crate) fn paint_sorted_k<T: Real, const K: usize, F>(&self, disp: &[[T; 3]], meshes: [&mut [T]; K], sc: &PaintScratch, value: F)
     where
         F: Fn(usize) -> [T; K] + Sync,
     {
@@ -531,6 +545,14 @@ impl Cic {
 mod tests {
     use super::*;
     use crate::testing::{dot, fd_check, rand_disp, rand_field};
+
+    #[test]
+    #[should_panic(expected = "1626³ particles do not fit the u32 particle indices")]
+    fn new_refuses_more_particles_than_u32_indices() {
+        // 1625³ ≤ u32::MAX < 1626³: the plane sort's u32 indices would wrap.
+        let _ = Cic::new(1625, 1625, 1.0);
+        let _ = Cic::new(1626, 1626, 1.0);
+    }
 
     /// Slow, obviously-correct CIC paint: per particle, loop over the 8 corners in f64.
     fn paint_naive(n: usize, m: usize, l: f64, disp: &[[f64; 3]]) -> Vec<f64> {

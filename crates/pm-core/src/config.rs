@@ -28,13 +28,16 @@
 use crate::cosmology::Cosmology;
 pub use crate::cosmology::TransferChoice;
 use crate::error::{Error, Result};
+use crate::growth::A_INIT;
 use serde::de::{self, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Largest accepted `box.particles` (particles per side); 4096³ particles is far beyond a CPU run.
-pub const MAX_PARTICLES: usize = 4096;
+/// Largest accepted `box.particles` (particles per side): the largest n with n³ ≤ `u32::MAX`,
+/// as the CIC plane sort indexes the n³ particles with `u32` ([`crate::cic::Cic::new`]).
+pub const MAX_PARTICLES: usize = 1625;
+const _: () = assert!(MAX_PARTICLES.pow(3) <= u32::MAX as usize && (MAX_PARTICLES + 1).pow(3) > u32::MAX as usize);
 /// Largest accepted `box.mesh` (cells per side).
 pub const MAX_MESH: usize = 8192;
 /// Largest accepted `time.steps`.
@@ -152,7 +155,8 @@ pub struct RunConfig {
     pub white_noise: Option<PathBuf>,
     /// Floating-point type of fields and particles. Default f32.
     pub precision: Precision,
-    /// Worker threads, 0 = all cores. Results do not depend on it. Default 0.
+    /// Worker threads, 0 = all cores; the CLI caps a larger count at the available cores
+    /// (`cosmograd::cli::thread_count`). Results do not depend on it. Default 0.
     pub threads: usize,
     /// Fix |W(k)| to its rms value, keeping only the phases (Angulo & Pontzen 2016). Default false.
     pub fixed_amplitude: bool,
@@ -346,6 +350,7 @@ impl Config {
     /// file's directory and stored absolute, so the resolved config works from anywhere.
     /// Does not validate.
     pub fn load(path: &Path) -> Result<Config> {
+        crate::io::refuse_special_file(path, "config file", "a TOML configuration file")?;
         let text = std::fs::read_to_string(path).map_err(|e| {
             let reason = match e.kind() {
                 std::io::ErrorKind::NotFound => "config file not found".to_string(),
@@ -452,7 +457,7 @@ impl Config {
             return Err(Error::invalid(
                 "box.particles",
                 b.particles,
-                format!("particles per side n with 2 <= n <= {MAX_PARTICLES}"),
+                format!("particles per side n with 2 <= n <= {MAX_PARTICLES} (n³ particles must fit a 32-bit index)"),
             ));
         }
         let n = b.particles;
@@ -525,14 +530,7 @@ impl Config {
                 }
                 const WHAT: &str = "\"eh\", \"eh-nowiggle\" or the path of a two-column \
                                     k [h/Mpc] P [(Mpc/h)^3] text file";
-                match std::fs::metadata(p) {
-                    Ok(m) if m.is_file() => {}
-                    Ok(_) => return Err(Error::file(p, format!("cosmology.transfer: not a regular file (expected {WHAT})"))),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(Error::file(p, format!("cosmology.transfer: file not found (expected {WHAT})")))
-                    }
-                    Err(e) => return Err(Error::file(p, format!("cosmology.transfer: cannot read: {e}"))),
-                }
+                crate::io::require_regular_file(p, "cosmology.transfer", WHAT)?;
             }
         }
         Ok(())
@@ -540,11 +538,12 @@ impl Config {
 
     fn validate_time(&self) -> Result<()> {
         let t = &self.time;
-        if !(t.a_start.is_finite() && t.a_start > 0.0) {
+        // The growth tables start at A_INIT: an earlier a_start could not be evaluated.
+        if !(t.a_start.is_finite() && t.a_start >= A_INIT) {
             return Err(Error::invalid(
                 "time.a_start",
                 num(t.a_start),
-                "a finite scale factor 0 < a_start < time.a_stop, e.g. 0.02",
+                format!("a finite scale factor {A_INIT:e} <= a_start < time.a_stop (the growth tables start at {A_INIT:e}), e.g. 0.02"),
             ));
         }
         if !(t.a_stop.is_finite() && t.a_stop <= MAX_A_STOP) {
@@ -604,14 +603,7 @@ impl Config {
         if let Some(p) = &r.white_noise {
             const WHAT: &str = "a .npy white-noise file of shape (n, n, n), n = box.particles, \
                                 float32 or float64";
-            match std::fs::metadata(p) {
-                Ok(m) if m.is_file() => {}
-                Ok(_) => return Err(Error::file(p, format!("run.white_noise: not a regular file (expected {WHAT})"))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::file(p, format!("run.white_noise: file not found (expected {WHAT})")))
-                }
-                Err(e) => return Err(Error::file(p, format!("run.white_noise: cannot read: {e}"))),
-            }
+            crate::io::require_regular_file(p, "run.white_noise", WHAT)?;
         }
         if r.threads > MAX_THREADS {
             return Err(Error::invalid(
@@ -966,6 +958,13 @@ slice_thickness = 8.5
         assert_eq!(invalid_field(&bad(&|c| c.box_.size = f64::NAN)), "box.size");
         assert_eq!(invalid_field(&bad(&|c| c.box_.size = f64::INFINITY)), "box.size");
         assert_eq!(invalid_field(&bad(&|c| c.box_.particles = 1)), "box.particles");
+        // n³ > u32::MAX from n = 1626: the CIC particle indices would wrap.
+        let e = bad(&|c| {
+            c.box_.particles = 1626;
+            c.box_.mesh = 1626
+        });
+        assert_eq!(invalid_field(&e), "box.particles");
+        assert!(e.to_string().contains("n <= 1625"), "{e}");
         assert_eq!(invalid_field(&bad(&|c| c.cosmology.omega_m = 0.0)), "cosmology.omega_m");
         assert_eq!(invalid_field(&bad(&|c| c.cosmology.omega_m = -0.3)), "cosmology.omega_m");
         assert_eq!(invalid_field(&bad(&|c| c.cosmology.omega_b = 0.0)), "cosmology.omega_b");
@@ -988,6 +987,10 @@ slice_thickness = 8.5
         assert_eq!(invalid_field(&bad(&|c| c.time.a_start = 1.0)), "time.a_start");
         assert_eq!(invalid_field(&bad(&|c| c.time.a_start = 2.0)), "time.a_start");
         assert_eq!(invalid_field(&bad(&|c| c.time.a_start = f64::NAN)), "time.a_start");
+        // Below the growth tables' start (A_INIT = 1e-5): refused here, not a panic in growth.rs.
+        let e = bad(&|c| c.time.a_start = 1e-6);
+        assert_eq!(invalid_field(&e), "time.a_start");
+        assert!(e.to_string().contains("1e-5 <= a_start"), "{e}");
         assert_eq!(invalid_field(&bad(&|c| c.time.a_stop = f64::INFINITY)), "time.a_stop");
         assert_eq!(invalid_field(&bad(&|c| c.time.a_stop = 11.0)), "time.a_stop");
         assert_eq!(invalid_field(&bad(&|c| c.time.steps = 0)), "time.steps");
@@ -1007,6 +1010,7 @@ slice_thickness = 8.5
         c.time.snapshots = vec![0.03, 0.5, 1.0];
         c.box_.mesh = 64;
         c.time.a_stop = 10.0;
+        c.time.a_start = A_INIT;
         c.cosmology.sigma8 = None;
         c.cosmology.a_s = Some(2.1e-9);
         c.cosmology.w0 = -0.8;

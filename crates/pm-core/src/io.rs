@@ -75,7 +75,8 @@ pub fn shape_string(shape: &[usize]) -> String {
 /// (`[ix][iy][iz]`, physics.md). Every problem is one line naming the file: missing file,
 /// not a `.npy` ([`Error::File`]); wrong dtype, Fortran order or wrong shape
 /// ([`Error::Shape`]); truncated data ([`Error::File`]); a NaN or infinite value
-/// ([`Error::NonFinite`], naming the first bad index).
+/// ([`Error::NonFinite`], naming the first bad index); a float64 value beyond the f32 range
+/// when `T` is f32 ([`Error::File`], suggesting `run.precision = "f64"`).
 pub fn read_white_noise<T: Real>(path: &Path, n: usize) -> Result<Vec<T>> {
     let what = format!("white noise file {}", path.display());
     let (bytes, header) = read_file_and_header(path)?;
@@ -90,6 +91,21 @@ pub fn read_white_noise<T: Real>(path: &Path, n: usize) -> Result<Vec<T>> {
     let data: Vec<T> = decode(path, &bytes, &header)?;
     if let Some(i) = data.iter().position(|x| !x.is_finite()) {
         let (ix, iy, iz) = (i / (n * n), (i / n) % n, i % n);
+        // A finite float64 that overflowed the conversion to f32 is not bad data: say so.
+        if std::mem::size_of::<T>() < 8 && header.float_type().is_some_and(|(size, _)| size == 8) {
+            let wide: Vec<f64> = decode(path, &bytes, &header)?;
+            if wide[i].is_finite() {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "white noise value {:e} at index [{ix}, {iy}, {iz}] (flat {i}) does not fit in f32 \
+                         (|w| <= {:e}); set run.precision = \"f64\" or rescale the file",
+                        wide[i],
+                        f32::MAX
+                    ),
+                ));
+            }
+        }
         return Err(Error::NonFinite {
             what,
             detail: format!(
@@ -115,6 +131,7 @@ pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f64>)> {
 /// reading a large file.
 pub fn read_npy_header(path: &Path) -> Result<NpyHeader> {
     use std::io::Read;
+    refuse_special_file(path, ".npy input", "a .npy file")?;
     let mut f = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
     let mut pre = [0u8; 12];
     let got = read_up_to(&mut f, &mut pre).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
@@ -214,6 +231,60 @@ fn write_npy<E: Copy>(path: &Path, shape: &[usize], data: &[E], descr: &str, put
 // Reading
 // ---------------------------------------------------------------------------------------------
 
+/// Refuses an input path that is not an existing regular file before anything opens it: a
+/// device such as `/dev/zero` would be read until memory runs out and a FIFO would block
+/// forever. `what` names the input (`run.white_noise`, `--config`, ...), `expected` describes
+/// the file wanted; the message is `{what}: file not found (expected {expected})`,
+/// `{what}: not a regular file but a FIFO (named pipe) (expected {expected})` or
+/// `{what}: cannot read: {io error}`, after the path ([`Error::File`]).
+pub fn require_regular_file(path: &Path, what: &str, expected: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) => Err(Error::file(
+            path,
+            format!("{what}: not a regular file but {} (expected {expected})", file_kind(m.file_type())),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::file(path, format!("{what}: file not found (expected {expected})")))
+        }
+        Err(e) => Err(Error::file(path, format!("{what}: cannot read: {e}"))),
+    }
+}
+
+/// As [`require_regular_file`] for a path that exists; a missing path is left to the caller's
+/// own open error (so its "file not found" message stays as it was).
+pub fn refuse_special_file(path: &Path, what: &str, expected: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => require_regular_file(path, what, expected),
+        _ => Ok(()),
+    }
+}
+
+/// What a non-regular file is, for messages: "a directory", "a FIFO (named pipe)", ...
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
+    }
+}
+
 fn open_error(path: &Path, e: std::io::Error) -> Error {
     match e.kind() {
         std::io::ErrorKind::NotFound => Error::file(path, "file not found"),
@@ -240,6 +311,7 @@ fn read_file_and_header(path: &Path) -> Result<(Vec<u8>, NpyHeader)> {
     if path.is_dir() {
         return Err(Error::file(path, "is a directory, expected a .npy file"));
     }
+    refuse_special_file(path, ".npy input", "a .npy file")?;
     let bytes = std::fs::read(path).map_err(|e| open_error(path, e))?;
     let (len, start) = preamble(path, &bytes)?;
     if bytes.len() < start + len {
@@ -312,7 +384,7 @@ fn check_float_c_order(h: &NpyHeader, what: &str) -> Result<()> {
         return Err(Error::Shape {
             what: what.to_string(),
             found: format!("dtype {}", h.descr),
-            expected: "dtype float32 or float64 ('<f4' or '<f8')".to_string(),
+            expected: "dtype float32 or float64 in either byte order ('<f4', '>f4', '<f8' or '>f8')".to_string(),
         });
     }
     if h.fortran_order && h.shape.iter().filter(|&&n| n > 1).count() > 1 {
@@ -758,11 +830,18 @@ mod tests {
             assert!(matches!(e, Error::NonFinite { .. }));
             assert!(s.contains("[1, 2, 1]") && s.contains(word), "{s}");
         }
-        // f64 values beyond the f32 range overflow to inf when read as f32.
+        // f64 values beyond the f32 range cannot be read as f32: said so, not "non-finite".
         let mut w = noise(n);
         w[5] = 1e300;
         write_npy_f64(&p, &[n, n, n], &w).unwrap();
-        assert!(matches!(read_white_noise::<f32>(&p, n).unwrap_err(), Error::NonFinite { .. }));
+        let e = read_white_noise::<f32>(&p, n).unwrap_err();
+        let s = msg(&e, &p);
+        assert!(matches!(e, Error::File { .. }), "{e:?}");
+        assert!(
+            s.contains("1e300") && s.contains("[0, 1, 2]") && s.contains("does not fit in f32"),
+            "{s}"
+        );
+        assert!(s.contains("run.precision = \"f64\""), "{s}");
         assert!(read_white_noise::<f64>(&p, n).is_ok());
         std::fs::remove_file(p).ok();
     }

@@ -356,14 +356,15 @@ fn special_files_as_inputs_give_one_line_and_exit_code_2() {
             ("reconstruct", vec!["--noise-power", s]),
         ];
         for (j, (cmd, args)) in cases.iter().enumerate() {
-            let out = common::run(cmd, &tmpdir(&format!("special{i}-{j}")), Some(SMALL), args);
+            // A read that blocks on the FIFO must fail the test, not hang it.
+            let limit = std::time::Duration::from_secs(120);
+            let out = common::run_within(cmd, &tmpdir(&format!("special{i}-{j}")), Some(SMALL), args, limit);
             assert_bad(&out, &[s, "not a regular file but a"]);
         }
-        let out = bin()
-            .args(["simulate", "--quiet", "--config", s, "--out"])
-            .arg(tmpdir(&format!("special{i}-config")).join("out"))
-            .output()
-            .unwrap();
+        let mut cmd = bin();
+        cmd.args(["simulate", "--quiet", "--config", s, "--out"])
+            .arg(tmpdir(&format!("special{i}-config")).join("out"));
+        let out = common::output_within(&mut cmd, std::time::Duration::from_secs(120));
         assert_bad(&out, &[s, "config file: not a regular file but a"]);
     }
 }

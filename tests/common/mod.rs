@@ -34,6 +34,11 @@ pub fn tmpdir(name: &str) -> PathBuf {
 /// Runs `cosmograd <command> --quiet --out dir/out [--config dir/c.toml] extra…`, writing `cfg`
 /// (TOML) to `dir/c.toml` when given.
 pub fn run(command: &str, dir: &Path, cfg: Option<&str>, extra: &[&str]) -> Output {
+    run_within(command, dir, cfg, extra, RUN_TIMEOUT)
+}
+
+/// [`run`], killed and failing the test after `limit`.
+pub fn run_within(command: &str, dir: &Path, cfg: Option<&str>, extra: &[&str], limit: std::time::Duration) -> Output {
     let mut cmd = bin();
     cmd.arg(command).arg("--quiet").arg("--out").arg(dir.join("out"));
     if let Some(c) = cfg {
@@ -41,7 +46,47 @@ pub fn run(command: &str, dir: &Path, cfg: Option<&str>, extra: &[&str]) -> Outp
         std::fs::write(&p, c).unwrap();
         cmd.arg("--config").arg(p);
     }
-    cmd.args(extra).output().unwrap()
+    cmd.args(extra);
+    output_within(&mut cmd, limit)
+}
+
+/// The longest a single CLI run in the tests may take before it is killed (the ignored
+/// default-size bars take minutes; a run blocked on an input must not hang the suite).
+pub const RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Runs `cmd` to completion like `Command::output`, but kills it and fails the test if it has
+/// not exited within `limit` (e.g. a read blocked on a FIFO). Stdout and stderr are read by
+/// threads, so a chatty child cannot block on a full pipe.
+#[track_caller]
+pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).map(|_| buf).unwrap_or_default()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?} (killed)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 /// Asserts a failed run: exit code 2 and a single stderr line containing every `needle`.

@@ -3,7 +3,6 @@
 //! files through a temporary sibling); the `power.txt` table of `simulate` ([`power_txt`]).
 
 use pm_core::{Error, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub mod power_txt;
@@ -12,7 +11,8 @@ pub use power_txt::{read_power_txt, write_power_txt, PowerTable};
 
 /// Refuses to overwrite the outputs of a different run: if `dir` holds any of `files` (the names
 /// of everything this run would write) and its `config.toml` is not identical to `resolved`
-/// (same config → bit-identical outputs), it is an error unless `force`.
+/// (same config → bit-identical outputs), it is an error unless `force`. A run that may go on
+/// first removes the temporary files (`.NAME.partial-PID.EXT`) an interrupted run left in `dir`.
 pub fn check_output_files<S: AsRef<str>>(dir: &Path, files: &[S], resolved: &str, force: bool) -> Result<()> {
     if !dir.exists() {
         return Ok(());
@@ -25,13 +25,14 @@ pub fn check_output_files<S: AsRef<str>>(dir: &Path, files: &[S], resolved: &str
         .map(|f| f.as_ref().to_string())
         .filter(|f| dir.join(f).exists())
         .collect();
-    if existing.is_empty() || force {
-        return Ok(());
-    }
-    let same = std::fs::read_to_string(dir.join("config.toml"))
-        .map(|s| s == resolved)
-        .unwrap_or(false);
-    if same {
+    let same = || {
+        std::fs::read_to_string(dir.join("config.toml"))
+            .map(|s| s == resolved)
+            .unwrap_or(false)
+    };
+    if existing.is_empty() || force || same() {
+        // Temporaries an interrupted earlier run left behind go before this run writes.
+        pm_core::io::remove_partial_files(dir)?;
         return Ok(());
     }
     Err(Error::file(
@@ -50,25 +51,19 @@ pub fn create_output_dir(dir: &Path, resolved: &str) -> Result<()> {
     write_text(&dir.join("config.toml"), resolved)
 }
 
-/// Writes a text file; a failure names it.
+/// Writes a text file whole ([`write_atomic`]); a failure names it.
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::file(path, e.to_string()))
+    write_atomic(path, text.as_bytes())
 }
 
-/// Writes bytes to a temporary sibling file, then renames it over `path`.
+/// Writes bytes to a temporary sibling file, syncs it, then renames it over `path`
+/// ([`pm_core::io::write_atomic`], shared with the `.npy` writers).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_sibling(path, "tmp");
-    let res = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::file(path, format!("cannot write: {e}"))
-    })
+    pm_core::io::write_atomic(path, |w| w.write_all(bytes))
 }
 
-/// `dir/.name.partial-PID.ext` beside `path` (the extension tells the encoder the format).
+/// `dir/.name.partial-PID.ext` beside `path` (the extension tells the encoder the format)
+/// ([`pm_core::io::partial_path`]).
 pub(crate) fn temp_sibling(path: &Path, ext: &str) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.partial-{}.{ext}", std::process::id()))
+    pm_core::io::partial_path(path, ext)
 }

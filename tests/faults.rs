@@ -70,3 +70,48 @@ fn gradient_leaves_no_temporaries() {
     assert_ok(&out);
     assert!(partials(&d.join("out")).is_empty());
 }
+
+#[test]
+fn an_interrupted_run_is_completed_by_a_rerun() {
+    let d = tmpdir("interrupted");
+    let o = d.join("out");
+    std::fs::create_dir_all(&o).unwrap();
+    // What a killed run leaves: a truncated array, a temporary, no config.toml.
+    std::fs::write(o.join("positions.npy"), b"\x93NUMPY\x01\x00trunc").unwrap();
+    std::fs::write(o.join(".density.npy.partial-4194999.tmp"), "half").unwrap();
+    assert_ok(&simulate(&d, &[]));
+    assert!(o.join("config.toml").is_file());
+    let first = std::fs::read(o.join("positions.npy")).unwrap();
+    assert_eq!(first.len(), 128 + 16 * 16 * 16 * 3 * 4);
+    assert!(partials(&o).is_empty());
+    // The same configuration again into the complete directory: allowed, bit-identical.
+    assert_ok(&simulate(&d, &[]));
+    assert_eq!(std::fs::read(o.join("positions.npy")).unwrap(), first);
+    // A different configuration into the complete directory is still refused.
+    common::assert_bad(&simulate(&d, &["--seed", "9"]), &["different run", "--force"]);
+    assert_eq!(std::fs::read(o.join("positions.npy")).unwrap(), first);
+}
+
+#[test]
+fn a_directory_with_other_files_and_no_record_is_still_protected() {
+    let d = tmpdir("foreign");
+    let o = d.join("out");
+    std::fs::create_dir_all(&o).unwrap();
+    std::fs::write(o.join("positions.npy"), "the user's own").unwrap();
+    std::fs::write(o.join("notes.txt"), "the user's notes").unwrap();
+    common::assert_bad(&simulate(&d, &[]), &["different run", "positions.npy", "--force"]);
+    assert_eq!(std::fs::read_to_string(o.join("positions.npy")).unwrap(), "the user's own");
+}
+
+#[test]
+fn a_failed_run_leaves_no_record() {
+    let d = tmpdir("no-record");
+    let o = d.join("out");
+    // slice.png cannot be written (a directory holds its name): the run fails after the arrays.
+    std::fs::create_dir_all(o.join("slice.png")).unwrap();
+    let out = simulate(&d, &[]);
+    common::assert_bad(&out, &["slice.png"]);
+    assert!(o.join("positions.npy").is_file());
+    assert!(!o.join("config.toml").exists(), "config.toml written before the data");
+    assert!(partials(&o).is_empty());
+}

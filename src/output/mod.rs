@@ -11,7 +11,8 @@ pub use power_txt::{read_power_txt, write_power_txt, PowerTable};
 
 /// Refuses to overwrite the outputs of a different run: if `dir` holds any of `files` (the names
 /// of everything this run would write) and its `config.toml` is not identical to `resolved`
-/// (same config → bit-identical outputs), it is an error unless `force`. A run that may go on
+/// (same config → bit-identical outputs), it is an error unless `force` or the directory holds an
+/// interrupted run (no `config.toml`, only names in `files`), which this run completes. A run that may go on
 /// first removes the temporary files (`.NAME.partial-PID.EXT`) an interrupted run left in `dir`.
 pub fn check_output_files<S: AsRef<str>>(dir: &Path, files: &[S], resolved: &str, force: bool) -> Result<()> {
     if !dir.exists() {
@@ -30,7 +31,7 @@ pub fn check_output_files<S: AsRef<str>>(dir: &Path, files: &[S], resolved: &str
             .map(|s| s == resolved)
             .unwrap_or(false)
     };
-    if existing.is_empty() || force || same() {
+    if existing.is_empty() || force || same() || interrupted(dir, files)? {
         // Temporaries an interrupted earlier run left behind go before this run writes.
         pm_core::io::remove_partial_files(dir)?;
         return Ok(());
@@ -44,11 +45,47 @@ pub fn check_output_files<S: AsRef<str>>(dir: &Path, files: &[S], resolved: &str
     ))
 }
 
-/// Creates the output directory `dir` and writes the resolved configuration into its
-/// `config.toml`.
-pub fn create_output_dir(dir: &Path, resolved: &str) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create the output directory: {e}")))?;
-    write_text(&dir.join("config.toml"), resolved)
+/// Whether `dir` holds an interrupted run of this command: no `config.toml` (the record a run
+/// writes last, [`write_record`]) and nothing but names in `files` (temporaries aside).
+fn interrupted<S: AsRef<str>>(dir: &Path, files: &[S]) -> Result<bool> {
+    if dir.join("config.toml").exists() {
+        return Ok(false);
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::file(dir, format!("cannot list the output directory: {e}")))?;
+    for entry in entries {
+        let name = entry
+            .map_err(|e| Error::file(dir, format!("cannot list the output directory: {e}")))?
+            .file_name();
+        let name = name.to_string_lossy();
+        if !pm_core::io::is_partial_name(&name) && !files.iter().any(|f| f.as_ref() == name) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Creates the output directory `dir`.
+pub fn create_output_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create the output directory: {e}")))
+}
+
+/// Writes the run's record, the resolved configuration, into `dir/config.toml`: last, after every
+/// data file is in place (synced with the directory before and after), so that a directory
+/// without it is recognisably an interrupted run ([`check_output_files`] lets a rerun complete
+/// it).
+pub fn write_record(dir: &Path, resolved: &str) -> Result<()> {
+    sync_dir(dir)?;
+    write_text(&dir.join("config.toml"), resolved)?;
+    sync_dir(dir)
+}
+
+/// Makes the renames into `dir` durable (Unix; elsewhere nothing to do).
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::file(dir, format!("cannot sync the output directory: {e}")))?;
+    Ok(())
 }
 
 /// Writes a text file whole ([`write_atomic`]); a failure names it.

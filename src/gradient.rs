@@ -137,6 +137,8 @@ pub fn run(opts: &Options) -> pm_adjoint::Result<()> {
         return Err(Error::invalid("--checkpoint-every", 0, "at least 1 step between checkpoints").into());
     }
     let resolved = config.to_toml_string();
+    // Held until the run ends, also on an error (docs in `lock_output_dir`).
+    let _lock = crate::output::lock_output_dir(&opts.output.out)?;
     check_output_files(&opts.output.out, &GRADIENT_FILES, &resolved, opts.output.force)?;
     thread_pool(&config)?.install(|| match config.run.precision {
         Precision::F32 => run_typed::<f32>(&config, &resolved, opts),

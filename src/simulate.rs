@@ -76,6 +76,8 @@ pub fn check_output_dir(dir: &Path, config: &Config, resolved: &str, force: bool
 pub fn run(opts: &Options) -> Result<()> {
     let config = resolve_config(&opts.input)?;
     let resolved = config.to_toml_string();
+    // Held until the run ends, also on an error (docs in `lock_output_dir`).
+    let _lock = crate::output::lock_output_dir(&opts.output.out)?;
     check_output_dir(&opts.output.out, &config, &resolved, opts.output.force)?;
     thread_pool(&config)?.install(|| match config.run.precision {
         Precision::F32 => run_typed::<f32>(&config, &resolved, opts),

@@ -115,3 +115,41 @@ fn a_failed_run_leaves_no_record() {
     assert!(!o.join("config.toml").exists(), "config.toml written before the data");
     assert!(partials(&o).is_empty());
 }
+
+#[test]
+fn a_second_run_into_a_locked_directory_is_refused() {
+    let d = tmpdir("lock");
+    let o = d.join("out");
+    std::fs::create_dir_all(&o).unwrap();
+    let lock_path = o.join(".cosmograd.lock");
+    let pid = std::process::id().to_string();
+    {
+        // A live run holds the lock: this test process.
+        let mut f = std::fs::File::create(&lock_path).unwrap();
+        std::io::Write::write_all(&mut f, format!("{pid}\n").as_bytes()).unwrap();
+        f.lock().unwrap();
+        for extra in [&[][..], &["--force"][..]] {
+            let out = simulate(&d, extra);
+            common::assert_bad(&out, &[".cosmograd.lock", &format!("pid {pid}"), "another cosmograd run"]);
+        }
+        let out = common::run("gradient", &d, Some(SMALL), &[]);
+        common::assert_bad(&out, &[".cosmograd.lock", &format!("pid {pid}")]);
+        assert!(!o.join("positions.npy").exists() && !o.join("loss.txt").exists());
+    }
+    // The holder is gone (its lock released with it): the stale file is taken over, no --force.
+    std::fs::write(&lock_path, "4194999\n").unwrap();
+    assert_ok(&simulate(&d, &[]));
+    assert!(o.join("config.toml").is_file());
+    assert!(!lock_path.exists(), "the lock file outlived the run");
+}
+
+#[test]
+fn a_failed_run_releases_its_lock_and_leaves_no_empty_directory() {
+    let d = tmpdir("lock-error");
+    // A white-noise file of the wrong shape fails after the lock is taken.
+    let w = d.join("w.npy");
+    common::write_npy(&w, "<f4", &[2, 2, 2], &[0u8; 32]);
+    let out = simulate(&d, &["--white-noise", w.to_str().unwrap()]);
+    common::assert_bad(&out, &["w.npy"]);
+    assert!(!d.join("out").exists(), "an empty output directory was left");
+}

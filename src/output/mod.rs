@@ -1,6 +1,8 @@
-//! The output directory of every subcommand: the guard against overwriting another run's
-//! outputs ([`check_output_files`]), creating it, and writing files into it (text, and whole
-//! files through a temporary sibling); the `power.txt` table of `simulate` ([`power_txt`]).
+//! The output directory of every subcommand: its exclusive lock for the whole run
+//! ([`lock_output_dir`]), the guard against overwriting another run's outputs
+//! ([`check_output_files`]), creating it, and writing files into it (whole, through a temporary
+//! sibling; the record `config.toml` last, [`write_record`]); the `power.txt` table of
+//! `simulate` ([`power_txt`]).
 
 use pm_core::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -57,7 +59,7 @@ fn interrupted<S: AsRef<str>>(dir: &Path, files: &[S]) -> Result<bool> {
             .map_err(|e| Error::file(dir, format!("cannot list the output directory: {e}")))?
             .file_name();
         let name = name.to_string_lossy();
-        if !pm_core::io::is_partial_name(&name) && !files.iter().any(|f| f.as_ref() == name) {
+        if name != LOCK_FILE && !pm_core::io::is_partial_name(&name) && !files.iter().any(|f| f.as_ref() == name) {
             return Ok(false);
         }
     }
@@ -103,4 +105,88 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// ([`pm_core::io::partial_path`]).
 pub(crate) fn temp_sibling(path: &Path, ext: &str) -> PathBuf {
     pm_core::io::partial_path(path, ext)
+}
+
+/// The lock file inside an output directory ([`lock_output_dir`]).
+pub const LOCK_FILE: &str = ".cosmograd.lock";
+
+/// An exclusive lock on an output directory, held for the whole run ([`lock_output_dir`]);
+/// dropping it (at the end of the run, also on an error) removes the lock file, and the
+/// directory again if the lock created it and nothing was written.
+#[derive(Debug)]
+pub struct DirLock {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    created: Option<PathBuf>,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so a run that opened it meanwhile sees a stale file and retries.
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file.take());
+        if let Some(dir) = &self.created {
+            let _ = std::fs::remove_dir(dir); // only if empty
+        }
+    }
+}
+
+/// Takes the exclusive lock of the output directory `dir` (creating it): an operating-system
+/// advisory lock (`flock` on Unix) on `dir/.cosmograd.lock`, which holds the pid of the run.
+/// A second run into the same directory meanwhile is refused with one line naming the lock
+/// file and the pid (`--force` does not override a live lock). The operating system releases
+/// the lock when the process ends however it ends, so a lock file left behind by a killed run
+/// is stale and simply taken over; no `--force` is needed.
+pub fn lock_output_dir(dir: &Path) -> Result<DirLock> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::file(dir, "exists and is not a directory; choose another --out"));
+    }
+    let created = (!dir.exists()).then(|| dir.to_path_buf());
+    create_output_dir(dir)?;
+    let path = dir.join(LOCK_FILE);
+    let io = |e: std::io::Error| Error::file(&path, format!("cannot lock the output directory: {e}"));
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                let pid = pid.trim();
+                let pid = if pid.is_empty() { "unknown" } else { pid };
+                return Err(Error::file(
+                    &path,
+                    format!("another cosmograd run (pid {pid}) is writing into this directory; wait for it to end or choose another --out"),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        // The run that held it may have removed the file between our open and our lock: then we
+        // hold a lock on a file no longer in the directory, and start again.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let ours = file.metadata().map_err(io)?;
+            match std::fs::metadata(&path) {
+                Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {}
+                _ => continue,
+            }
+        }
+        let mut lock = DirLock {
+            path: path.clone(),
+            file: Some(file),
+            created: created.clone(),
+        };
+        let f = lock.file.as_mut().expect("just set");
+        use std::io::Write;
+        f.set_len(0)
+            .and_then(|_| f.write_all(format!("{}\n", std::process::id()).as_bytes()))
+            .map_err(io)?;
+        return Ok(lock);
+    }
 }

@@ -2,7 +2,7 @@
 //! noise and the cosmological parameters, by the reverse-time adjoint (pm-adjoint).
 //!
 //! Files written to the output directory:
-//! - `config.toml`: the resolved configuration (reusable with `--config`);
+//! - `config.toml`: the resolved configuration (reusable with `--config`), written last;
 //! - `loss.txt`: the loss, one f64;
 //! - `grad_white_noise.npy`: ∂L/∂w, shape (n, n, n), the dtype of the `--white-noise` file (or of
 //!   `run.precision` when the noise comes from the seed);
@@ -16,7 +16,7 @@
 //! `power`, the P(k) log-ratio χ² against the spectrum of the `--target` density mesh.
 
 use crate::cli::{resolve_config, thread_pool, Input, Output};
-use crate::output::{check_output_files, create_output_dir, write_text};
+use crate::output::{check_output_files, create_output_dir, write_record, write_text};
 use pm_adjoint::{value_and_grad, GradOptions, Objective, Recover};
 use pm_core::config::{Config, Precision};
 use pm_core::cosmology::Cosmology;
@@ -137,6 +137,8 @@ pub fn run(opts: &Options) -> pm_adjoint::Result<()> {
         return Err(Error::invalid("--checkpoint-every", 0, "at least 1 step between checkpoints").into());
     }
     let resolved = config.to_toml_string();
+    // Held until the run ends, also on an error (docs in `lock_output_dir`).
+    let _lock = crate::output::lock_output_dir(&opts.output.out)?;
     check_output_files(&opts.output.out, &GRADIENT_FILES, &resolved, opts.output.force)?;
     thread_pool(&config, opts.output.quiet)?.install(|| match config.run.precision {
         Precision::F32 => run_typed::<f32>(&config, &resolved, opts),
@@ -189,7 +191,7 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> pm_adj
         },
     )?;
     let out = &opts.output.out;
-    create_output_dir(out, resolved)?;
+    create_output_dir(out)?;
     write_text(&out.join("loss.txt"), &format!("{:e}\n", g.loss))?;
     let gw = out.join("grad_white_noise.npy");
     if wide {
@@ -210,6 +212,8 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> pm_adj
             rss.map_or("unknown".to_string(), |r| format!("{r:.1}"))
         ),
     )?;
+    // The record last: a directory without it is an interrupted run.
+    write_record(out, resolved)?;
     if !opts.output.quiet {
         let steps = sim.boundaries().len() - 1;
         println!(

@@ -1,14 +1,15 @@
 //! `cosmograd simulate`: run a configured simulation and write its outputs.
 //!
 //! Files written to the output directory (per snapshot, with `_a{a:.4}` before the extension;
-//! the final state at a_stop without suffix):
-//! `config.toml` (fully resolved, reusable with `--config`), `positions.npy` (N×3 f32, Mpc/h, in
+//! the final state at a_stop without suffix), each whole through a temporary sibling:
+//! `config.toml` (fully resolved, reusable with `--config`; written last, so a directory without
+//! it holds an interrupted run), `positions.npy` (N×3 f32, Mpc/h, in
 //! [0, L)), `velocities.npy` (N×3 f32, peculiar km/s), `density.npy` (m³ f32 CIC δ on the force
 //! mesh, value of cell (i,j,k) at its centre), `power.txt`, `power.png`, `slice.png` (CIC density on the particle grid, projected over
 //! `output.slice_thickness`).
 
 use crate::cli::{resolve_config, thread_pool, Input, Output};
-use crate::output::{check_output_files, create_output_dir, write_power_txt};
+use crate::output::{check_output_files, create_output_dir, write_power_txt, write_record};
 use crate::plot::{plot_power_png, plot_slice_png};
 use indicatif::{ProgressBar, ProgressStyle};
 use pm_core::config::{Config, Precision};
@@ -75,6 +76,8 @@ pub fn check_output_dir(dir: &Path, config: &Config, resolved: &str, force: bool
 pub fn run(opts: &Options) -> Result<()> {
     let config = resolve_config(&opts.input)?;
     let resolved = config.to_toml_string();
+    // Held until the run ends, also on an error (docs in `lock_output_dir`).
+    let _lock = crate::output::lock_output_dir(&opts.output.out)?;
     check_output_dir(&opts.output.out, &config, &resolved, opts.output.force)?;
     thread_pool(&config, opts.output.quiet)?.install(|| match config.run.precision {
         Precision::F32 => run_typed::<f32>(&config, &resolved, opts),
@@ -91,7 +94,7 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
         None => sim.white_noise(),
     };
     let out = &opts.output.out;
-    create_output_dir(out, resolved)?;
+    create_output_dir(out)?;
     let mut state = sim.initial_conditions(w)?;
     let t_ic = t0.elapsed().as_secs_f64();
     let bar = if opts.output.quiet {
@@ -124,6 +127,8 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
         };
         written.extend(write_snapshot(&sim, s, out, &tag)?);
     }
+    // The record last: a directory without it is an interrupted run.
+    write_record(out, resolved)?;
     let t_out = t2.elapsed().as_secs_f64();
     if !opts.output.quiet {
         let steps = sim.boundaries().len() - 1;

@@ -46,7 +46,8 @@ fn register_font() {
 
 pub(crate) type DrawOutcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
-/// Draws into an RGB bitmap written to a temporary `.png` beside `path`, then renames it.
+/// Draws into an RGB bitmap written to a temporary `.png` beside `path`, then syncs it and
+/// renames it over `path`.
 pub(crate) fn draw_png(
     path: &Path,
     size: (u32, u32),
@@ -58,6 +59,12 @@ pub(crate) fn draw_png(
         let _ = std::fs::remove_file(&tmp);
         Error::file(path, format!("cannot {what} the figure: {e}"))
     };
+    // A leftover of this very pid (or a link planted there) goes first: the encoder creates the
+    // file by name and would write through a link.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail("write", &e)),
+        _ => {}
+    }
     {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         if let Err(e) = draw(root.clone()) {
@@ -65,7 +72,8 @@ pub(crate) fn draw_png(
         }
         root.present().map_err(|e| fail("write", &e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| fail("write", &e))
+    // Synced, then renamed over `path` (replacing a link named `path`, not following it).
+    pm_core::io::commit_partial(&tmp, path)
 }
 
 /// A black frame around a chart's plotting area.

@@ -224,6 +224,8 @@ pub fn run(opts: &Options) -> Result<()> {
     if opts.fit_cosmology {
         files.push(FIT_FILE);
     }
+    // Held until the run ends, also on an error (docs in `lock_output_dir`).
+    let _lock = crate::output::lock_output_dir(&opts.output.out)?;
     check_output_files(&opts.output.out, &files, &resolved, opts.output.force)?;
     thread_pool(&config, opts.output.quiet)?.install(|| match config.run.precision {
         Precision::F32 => run_typed::<f32>(&config, &resolved, opts, &schedule, noise, (observed, data_mesh), fit_start),

@@ -4,7 +4,7 @@
 
 use super::solve::Solved;
 use super::{Options, FIT_FILE, MOCK_FILES, RECON_FILES};
-use crate::output::{create_output_dir, write_text};
+use crate::output::{create_output_dir, write_record, write_text};
 use crate::plot::recon::{plot_loss, plot_rk, plot_slices};
 use pm_adjoint::recon::{linear_wiener, NoiseModel};
 use pm_adjoint::Result;
@@ -38,7 +38,7 @@ pub(super) fn write<T: Real>(
     let (n, l) = (config.box_.particles, config.box_.size);
     let mock = w_true.is_some();
     let out = &opts.output.out;
-    create_output_dir(out, resolved)?;
+    create_output_dir(out)?;
     write_npy_real(&out.join("white_noise.npy"), &[n, n, n], &r.white_noise)?;
     let lattice = MeshGeom::new(n, l);
     let fft_n = Fft3::<T>::new(n);
@@ -148,6 +148,8 @@ pub(super) fn write<T: Real>(
         &final_rec,
         top_label,
     )?;
+    // The record last: a directory without it is an interrupted run.
+    write_record(out, resolved)?;
     if !opts.output.quiet {
         let evals = r.evaluations.max(1);
         let iters: usize = r.stages.iter().map(|s| s.iterations).sum();

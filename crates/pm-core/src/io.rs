@@ -20,7 +20,7 @@
 use crate::error::{Error, Result};
 use crate::float::Real;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
@@ -211,20 +211,110 @@ fn write_npy<E: Copy>(path: &Path, shape: &[usize], data: &[E], descr: &str, put
     head.resize(total - 1, b' ');
     head.push(b'\n');
 
-    let werr = |e: std::io::Error| Error::file(path, format!("cannot write: {e}"));
-    let file = std::fs::File::create(path).map_err(werr)?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    w.write_all(&head).map_err(werr)?;
-    let mut buf = Vec::with_capacity(1 << 16);
-    for chunk in data.chunks(8192) {
-        buf.clear();
-        for &x in chunk {
-            put(x, &mut buf);
+    write_atomic(path, |w| {
+        w.write_all(&head)?;
+        let mut buf = Vec::with_capacity(1 << 16);
+        for chunk in data.chunks(8192) {
+            buf.clear();
+            for &x in chunk {
+                put(x, &mut buf);
+            }
+            w.write_all(&buf)?;
         }
-        w.write_all(&buf).map_err(werr)?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing whole files through a temporary sibling
+// ---------------------------------------------------------------------------------------------
+
+/// The marker in the name of a temporary sibling ([`partial_path`]).
+const PARTIAL: &str = ".partial-";
+
+/// The temporary sibling `DIR/.NAME.partial-PID.EXT` in which `DIR/NAME` is written before it is
+/// renamed over `NAME` (`ext` tells an encoder that picks the format by extension what to write;
+/// `tmp` otherwise).
+pub fn partial_path(path: &Path, ext: &str) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}{PARTIAL}{}.{ext}", std::process::id()))
+}
+
+/// Whether `name` is the name of a temporary sibling ([`partial_path`]) of some process:
+/// `.NAME.partial-PID.EXT` with PID all digits.
+pub fn is_partial_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else { return false };
+    let Some(at) = rest.rfind(PARTIAL) else { return false };
+    let tail = &rest[at + PARTIAL.len()..];
+    match tail.split_once('.') {
+        Some((pid, ext)) => at > 0 && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !ext.is_empty() && !ext.contains('.'),
+        None => false,
     }
-    w.flush().map_err(werr)?;
-    Ok(())
+}
+
+/// Removes the temporary siblings ([`is_partial_name`]) that an interrupted run left in `dir`
+/// (regular files only); returns their paths. A missing `dir` has none.
+pub fn remove_partial_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::file(dir, format!("cannot list the output directory: {e}"))),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if is_file && name.to_str().is_some_and(is_partial_name) {
+            let p = entry.path();
+            std::fs::remove_file(&p).map_err(|e| Error::file(&p, format!("cannot remove a stale temporary file: {e}")))?;
+            removed.push(p);
+        }
+    }
+    Ok(removed)
+}
+
+/// Moves a complete temporary file `tmp` into place: syncs it to disk, then renames it over
+/// `path` (which replaces a symbolic link named `path` rather than writing through it). On
+/// failure `tmp` is removed and the error names `path`.
+pub fn commit_partial(tmp: &Path, path: &Path) -> Result<()> {
+    let res = std::fs::OpenOptions::new()
+        .write(true)
+        .open(tmp)
+        .and_then(|f| f.sync_all())
+        .and_then(|_| std::fs::rename(tmp, path));
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(tmp);
+        Error::file(path, format!("cannot write: {e}"))
+    })
+}
+
+/// Writes a whole file: `write` fills a new temporary sibling ([`partial_path`], created
+/// exclusively, buffered), which is flushed, synced and renamed over `path`. An interrupted
+/// write leaves at most the temporary, never a `path` that looks complete; an existing `path`
+/// (or a symbolic link named `path`) is replaced, never written through. Errors name `path`.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let tmp = partial_path(path, "tmp");
+    let create = || std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp);
+    let res = create()
+        .or_else(|e| {
+            // A leftover of this very pid (a reused pid): remove it (a link, not its target).
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                std::fs::remove_file(&tmp)?;
+                create()
+            } else {
+                Err(e)
+            }
+        })
+        .and_then(|file| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            let r = write(&mut w).and_then(|_| w.flush());
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r
+        });
+    res.map_err(|e| Error::file(path, format!("cannot write: {e}")))?;
+    commit_partial(&tmp, path)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -851,6 +941,40 @@ mod tests {
         let p = std::env::temp_dir().join("cosmograd-no-such-dir-xyz").join("a.npy");
         let e = write_npy_f32(&p, &[1], &[0.0]).unwrap_err();
         assert!(msg(&e, &p).contains("cannot write"));
+    }
+
+    #[test]
+    fn writes_replace_links_and_stale_temporaries_are_removed() {
+        let d = std::env::temp_dir().join(format!("cosmograd-io-atomic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let victim = d.join("victim.txt");
+        std::fs::write(&victim, "mine").unwrap();
+        let p = d.join("a.npy");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        write_npy_f32(&p, &[2], &[1.0, 2.0]).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine");
+        assert!(!std::fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+        assert_eq!(read_npy(&p).unwrap(), (vec![2], vec![1.0, 2.0]));
+        assert!(is_partial_name(".a.npy.partial-123.tmp"));
+        assert!(is_partial_name(partial_path(&p, "png").file_name().unwrap().to_str().unwrap()));
+        for bad in [
+            "a.npy.partial-1.tmp",
+            ".partial-1.tmp",
+            ".a.partial-x1.tmp",
+            ".a.partial-1",
+            ".a.partial-1.t.mp",
+        ] {
+            assert!(!is_partial_name(bad), "{bad}");
+        }
+        std::fs::write(d.join(".a.npy.partial-99999999.tmp"), "x").unwrap();
+        std::fs::write(d.join(".keep"), "x").unwrap();
+        assert_eq!(remove_partial_files(&d).unwrap().len(), 1);
+        let mut left: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, [".keep", "a.npy", "victim.txt"]);
+        std::fs::remove_dir_all(&d).ok();
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use clap::{Args, FromArgMatches};
 use pm_core::config::Config;
 use pm_core::{Error, Result};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Where the configuration and the white noise come from (every command).
@@ -163,4 +164,20 @@ mod tests {
         // Unknown core count (available_parallelism failed): the request is kept.
         assert_eq!(thread_count(16, 0), (16, None));
     }
+}
+
+/// Writes a summary line to stdout, ignoring a closed or full stdout (`cosmograd simulate | true`,
+/// `> /dev/full`): the summary is printed after every output is written, so the run has done its
+/// work and ends with exit code 0 ([`say!`] is the `println!` of the subcommands).
+pub fn say(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(args).and_then(|()| out.flush());
+}
+
+/// `println!` to stdout through [`say`]: a closed stdout is not an error.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::say(format_args!("{}\n", format_args!($($arg)*)))
+    };
 }

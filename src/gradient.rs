@@ -216,13 +216,13 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> pm_adj
     write_record(out, resolved)?;
     if !opts.output.quiet {
         let steps = sim.boundaries().len() - 1;
-        println!(
+        crate::say!(
             "cosmograd gradient: {n}³ particles, {m}³ mesh, {steps} steps ({}, {} threads): loss {:.6e}",
             T::NAME,
             rayon::current_num_threads(),
             g.loss
         );
-        println!(
+        crate::say!(
             "  forward {:.2} s, backward {:.2} s, reversal error {:.2e}, dL/domega_m {:.4e}, wrote {} files to {}",
             g.forward_seconds,
             g.backward_seconds,

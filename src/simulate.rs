@@ -132,7 +132,7 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
     let t_out = t2.elapsed().as_secs_f64();
     if !opts.output.quiet {
         let steps = sim.boundaries().len() - 1;
-        println!(
+        crate::say!(
             "cosmograd simulate: {n}³ particles, {}³ mesh, {} Mpc/h, {steps} steps a = {} → {} ({}, {} threads)",
             config.box_.mesh,
             config.box_.size,
@@ -141,11 +141,11 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
             T::NAME,
             rayon::current_num_threads()
         );
-        println!(
+        crate::say!(
             "  initial conditions {t_ic:.2} s, time stepping {t_run:.2} s ({:.1} ms/step), outputs {t_out:.2} s",
             1e3 * t_run / steps as f64
         );
-        println!("  wrote {} files to {}", written.len() + 1, out.display());
+        crate::say!("  wrote {} files to {}", written.len() + 1, out.display());
     }
     Ok(())
 }

@@ -153,3 +153,47 @@ fn a_failed_run_releases_its_lock_and_leaves_no_empty_directory() {
     common::assert_bad(&out, &["w.npy"]);
     assert!(!d.join("out").exists(), "an empty output directory was left");
 }
+
+/// A closed stdout (`cosmograd … | true`) or a full one (`> /dev/full`) ends each subcommand with
+/// exit code 0 and every output written: the summary comes after the outputs (it panicked with
+/// exit code 101 before).
+#[cfg(unix)]
+#[test]
+fn a_closed_or_full_stdout_ends_the_run_quietly() {
+    use std::process::Stdio;
+    let recon_cfg = "[box]\nsize = 64.0\nparticles = 8\nmesh = 16\n[time]\nsteps = 3\n";
+    let cases: [(&str, &str, &[&str]); 3] = [
+        ("simulate", SMALL, &[]),
+        ("gradient", SMALL, &[]),
+        ("reconstruct", recon_cfg, &["--iterations", "3"]),
+    ];
+    for (cmd, cfg, extra) in cases {
+        for how in ["closed", "full"] {
+            let d = tmpdir(&format!("stdout-{cmd}-{how}"));
+            std::fs::write(d.join("c.toml"), cfg).unwrap();
+            let mut c = common::bin();
+            c.arg(cmd).arg("--config").arg(d.join("c.toml")).arg("--out").arg(d.join("out"));
+            c.args(extra).stderr(Stdio::piped());
+            let out = if how == "closed" {
+                let mut child = c.stdout(Stdio::piped()).spawn().unwrap();
+                drop(child.stdout.take()); // the reader goes away before anything is written
+                child.wait_with_output().unwrap()
+            } else {
+                match std::fs::File::create("/dev/full") {
+                    Ok(full) => c.stdout(full).output().unwrap(),
+                    Err(e) => {
+                        eprintln!("/dev/full unavailable ({e}): the full-stdout case is skipped");
+                        continue;
+                    }
+                }
+            };
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{cmd}, {how} stdout: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(d.join("out/config.toml").is_file(), "{cmd}, {how} stdout: no record");
+        }
+    }
+}

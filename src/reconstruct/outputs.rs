@@ -153,7 +153,7 @@ pub(super) fn write<T: Real>(
     if !opts.output.quiet {
         let evals = r.evaluations.max(1);
         let iters: usize = r.stages.iter().map(|s| s.iterations).sum();
-        println!(
+        crate::say!(
             "cosmograd reconstruct: {n}³ particles, {}³ force mesh, {m}³ data mesh, {l} Mpc/h, {} steps ({}, {} threads), noise {:?}",
             config.box_.mesh,
             sim.boundaries().len() - 1,
@@ -161,21 +161,21 @@ pub(super) fn write<T: Real>(
             rayon::current_num_threads(),
             noise
         );
-        println!(
+        crate::say!(
             "  {iters} L-BFGS iterations ({} stages), {evals} loss+gradient evaluations in {t_recon:.1} s: {:.2} s per evaluation (forward run alone {:.2} s)",
             r.stages.len(),
             r.seconds / evals as f64,
             t_forward
         );
         let stops: Vec<String> = r.stages.iter().map(|s| format!("{:?}", s.stop)).collect();
-        println!("  stages ended by: {}", stops.join(", "));
+        crate::say!("  stages ended by: {}", stops.join(", "));
         let last = rows.last().expect("at least one row");
-        print!(
+        crate::cli::say(format_args!(
             "  final -ln posterior {:.6e} (chi2/2 {:.6e}, |w|²/2 {:.6e})\n{summary}",
             last.loss, last.chi2_half, last.prior
-        );
-        print!("{fit_summary}");
-        println!(
+        ));
+        crate::cli::say(format_args!("{fit_summary}"));
+        crate::say!(
             "  wrote {} files to {}",
             files_written(mock) + usize::from(opts.fit_cosmology),
             out.display()

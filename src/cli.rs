@@ -128,6 +128,22 @@ pub fn thread_pool(config: &Config, quiet: bool) -> Result<rayon::ThreadPool> {
         .map_err(|e| Error::invalid("run.threads", threads, format!("a thread count the system can start ({e})")))
 }
 
+/// Writes a summary line to stdout, ignoring a closed or full stdout (`cosmograd simulate | true`,
+/// `> /dev/full`): the summary is printed after every output is written, so the run has done its
+/// work and ends with exit code 0 ([`say!`] is the `println!` of the subcommands).
+pub fn say(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(args).and_then(|()| out.flush());
+}
+
+/// `println!` to stdout through [`say`]: a closed stdout is not an error.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::say(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,20 +180,4 @@ mod tests {
         // Unknown core count (available_parallelism failed): the request is kept.
         assert_eq!(thread_count(16, 0), (16, None));
     }
-}
-
-/// Writes a summary line to stdout, ignoring a closed or full stdout (`cosmograd simulate | true`,
-/// `> /dev/full`): the summary is printed after every output is written, so the run has done its
-/// work and ends with exit code 0 ([`say!`] is the `println!` of the subcommands).
-pub fn say(args: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_fmt(args).and_then(|()| out.flush());
-}
-
-/// `println!` to stdout through [`say`]: a closed stdout is not an error.
-#[macro_export]
-macro_rules! say {
-    ($($arg:tt)*) => {
-        $crate::cli::say(format_args!("{}\n", format_args!($($arg)*)))
-    };
 }

@@ -6,12 +6,9 @@ use crate::{Error, Result};
 use pm_core::cosmology::Cosmology;
 use pm_core::float::Real;
 use pm_core::loss::Loss;
-use pm_core::nbody::Cotangents;
+use pm_core::nbody::{Cotangents, Phase};
 use pm_core::sim::{Simulation, State};
 use std::time::Instant;
-
-/// A stored particle state: displacements and momenta.
-type Phase<T> = (Vec<[T; 3]>, Vec<[T; 3]>);
 
 /// How the backward pass recovers the primal trajectory (docs/adjoint.md eq. R7).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -23,6 +23,10 @@ use crate::gravity::Corrected;
 use crate::leapfrog::{drift_vjp, kick, kick_dot, kick_drift};
 use crate::sim::{Simulation, State};
 
+/// A stored particle state (displacements, momenta), e.g. a checkpoint of the adjoint's forward
+/// pass.
+pub type Phase<T> = (Vec<[T; 3]>, Vec<[T; 3]>);
+
 /// The cotangents the adjoint step carries: ∂L/∂s, ∂L/∂p per particle and ∂L/∂θ of the force
 /// correction's parameters.
 #[derive(Clone, Debug)]
@@ -128,7 +132,7 @@ impl<T: Real> Simulation<T> {
         a0: f64,
         coef: f64,
         cot: &mut Cotangents<T>,
-        restore: Option<(Vec<[T; 3]>, Vec<[T; 3]>)>,
+        restore: Option<Phase<T>>,
     ) -> StepAdjoint {
         let (k1, dr, k2) = self.step_factors(a0, state.a);
         let drift = drift_vjp(&mut cot.mom, &cot.disp, &state.mom, &state.accel, dr, k2);

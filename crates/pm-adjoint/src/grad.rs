@@ -69,7 +69,7 @@ pub struct Gradients<T: Real> {
 }
 
 fn check_finite<T: Real>(s: &State<T>) -> Result<()> {
-    Ok(s.check_finite(&format!("at a = {}", s.a))?)
+    Ok(s.check_finite(|| format!("at a = {}", s.a))?)
 }
 
 fn check_differentiable<T: Real>(sim: &Simulation<T>) -> Result<()> {

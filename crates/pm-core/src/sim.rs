@@ -45,9 +45,9 @@ pub struct State<T: Real> {
 }
 
 impl<T: Real> State<T> {
-    /// [`Error::NonFinite`] if a displacement or momentum is NaN or infinite (`when` completes
-    /// "… of the particle state {when}", e.g. "after the step to a = 0.5").
-    pub fn check_finite(&self, when: &str) -> Result<()> {
+    /// [`Error::NonFinite`] if a displacement or momentum is NaN or infinite; `when()` (called
+    /// only then) says when, e.g. "after the step to a = 0.5".
+    pub fn check_finite(&self, when: impl FnOnce() -> String) -> Result<()> {
         if self
             .disp
             .par_iter()
@@ -56,7 +56,7 @@ impl<T: Real> State<T> {
         {
             return Err(Error::NonFinite {
                 what: "particle state".into(),
-                detail: format!("{when}; check the cosmology and time-step settings"),
+                detail: format!("{}; check the cosmology and time-step settings", when()),
             });
         }
         Ok(())
@@ -210,7 +210,7 @@ impl<T: Real> Simulation<T> {
         let total = bounds.len();
         for (i, &a1) in bounds.iter().enumerate() {
             self.step(state, a1);
-            state.check_finite(&format!("after the step to a = {a1}"))?;
+            state.check_finite(|| format!("after the step to a = {a1}"))?;
             on_event(Event::Step {
                 index: i + 1,
                 total,

@@ -30,11 +30,7 @@ impl Conv3d {
     /// are created in (or loaded from) `vb`.
     pub fn new(cin: usize, cout: usize, k: usize, stride: usize, pad: usize, bias: bool, vb: candle_nn::VarBuilder) -> Result<Self> {
         let weight = vb.get_with_hints((cout, cin, k, k, k), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
-        let bias = if bias {
-            Some(uniform_bias(cin * k * k * k, cout, &vb)?)
-        } else {
-            None
-        };
+        let bias = bias.then(|| uniform_bias(cin * k * k * k, cout, &vb)).transpose()?;
         Ok(Self { weight, bias, stride, pad })
     }
 
@@ -65,11 +61,7 @@ impl ConvTranspose3d {
         // Fan-in of each output voxel: cin·k³/s³ on average; Kaiming on (cout, cin, k³) is close.
         let std = (2.0 / ((cin * k * k * k) as f64 / (stride * stride * stride) as f64).max(1.0)).sqrt();
         let weight = vb.get_with_hints((cin, cout, k, k, k), "weight", candle_nn::Init::Randn { mean: 0.0, stdev: std })?;
-        let bias = if bias {
-            Some(uniform_bias(cin * k * k * k, cout, &vb)?)
-        } else {
-            None
-        };
+        let bias = bias.then(|| uniform_bias(cin * k * k * k, cout, &vb)).transpose()?;
         Ok(Self { weight, bias, stride, pad })
     }
 

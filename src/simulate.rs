@@ -1,11 +1,13 @@
 //! `cosmograd simulate`: run a configured simulation and write its outputs.
 //!
 //! Files written to the output directory (per snapshot, with `_a{a:.4}` before the extension;
-//! the final state at a_stop without suffix), each whole through a temporary sibling:
-//! `config.toml` (fully resolved, reusable with `--config`; written last, so a directory without
-//! it holds an interrupted run), `positions.npy` (N×3 f32, Mpc/h, in
-//! [0, L)), `velocities.npy` (N×3 f32, peculiar km/s), `density.npy` (m³ f32 CIC δ on the force
-//! mesh, value of cell (i,j,k) at its centre), `power.txt`, `power.png`, `slice.png` (CIC density on the particle grid, projected over
+//! the final state at a_stop without suffix), each whole through a temporary sibling and each
+//! snapshot's as soon as the run reaches it: `config.toml` (fully resolved, reusable with
+//! `--config`; written last, so a directory without it holds an interrupted run),
+//! `positions.npy` (N×3, Mpc/h, in [0, L)), `velocities.npy` (N×3, peculiar km/s),
+//! `density.npy` (m³ CIC δ on the force mesh, value of cell (i,j,k) at its centre) — the three
+//! in the run's precision (float32 for `precision = "f32"`, float64 for `"f64"`) —,
+//! `power.txt`, `power.png`, `slice.png` (CIC density on the particle grid, projected over
 //! `output.slice_thickness`).
 
 use crate::cli::{resolve_config, thread_pool, Input, Output};
@@ -13,7 +15,7 @@ use crate::output::{check_output_files, create_output_dir, write_power_txt, writ
 use crate::plot::{plot_power_png, plot_slice_png};
 use indicatif::{ProgressBar, ProgressStyle};
 use pm_core::config::{Config, Precision};
-use pm_core::io::{read_white_noise, write_npy_f32};
+use pm_core::io::{read_white_noise, write_npy_real};
 use pm_core::sim::{Event, Simulation, State};
 use pm_core::{Real, Result};
 use std::path::Path;
@@ -105,31 +107,34 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} step {pos}/{len} {msg}").expect("valid template"));
     let t1 = Instant::now();
     let mut written: Vec<String> = Vec::new();
-    let mut snaps = Vec::new();
-    sim.run(&mut state, |ev| {
+    // Each snapshot is written when it is reached (not held until the end), so a long run that is
+    // interrupted keeps the snapshots it has passed; the time spent writing is counted apart.
+    let mut t_out = 0.0;
+    sim.run_with(&mut state, |sim, ev| {
         match ev {
             Event::Step { index, a, .. } => {
                 bar.set_position(index as u64);
                 bar.set_message(format!("a = {a:.4}"));
             }
-            Event::Snapshot(s) => snaps.push(s.clone()),
+            Event::Snapshot(s) => {
+                let t = Instant::now();
+                let tag = if s.a == config.time.a_stop {
+                    String::new()
+                } else {
+                    snapshot_tag(s.a)
+                };
+                written.extend(write_snapshot(sim, s, out, &tag)?);
+                t_out += t.elapsed().as_secs_f64();
+            }
         }
         Ok(())
     })?;
     bar.finish_and_clear();
-    let t_run = t1.elapsed().as_secs_f64();
+    let t_run = t1.elapsed().as_secs_f64() - t_out;
     let t2 = Instant::now();
-    for s in &snaps {
-        let tag = if s.a == config.time.a_stop {
-            String::new()
-        } else {
-            snapshot_tag(s.a)
-        };
-        written.extend(write_snapshot(&sim, s, out, &tag)?);
-    }
     // The record last: a directory without it is an interrupted run.
     write_record(out, resolved)?;
-    let t_out = t2.elapsed().as_secs_f64();
+    let t_out = t_out + t2.elapsed().as_secs_f64();
     if !opts.output.quiet {
         let steps = sim.boundaries().len() - 1;
         crate::say!(
@@ -156,13 +161,13 @@ fn write_snapshot<T: Real>(sim: &Simulation<T>, s: &State<T>, dir: &Path, tag: &
     let (n, m, l) = (cfg.box_.particles, cfg.box_.mesh, cfg.box_.size);
     let np = n * n * n;
     let name = |base: &str, ext: &str| format!("{base}{tag}.{ext}");
+    // In the run's precision: an f64 run keeps its precision on disk.
     let pos = sim.positions(s);
-    write_npy_f32(&dir.join(name("positions", "npy")), &[np, 3], pos.as_flattened())?;
+    write_npy_real(&dir.join(name("positions", "npy")), &[np, 3], pos.as_flattened())?;
     let vel = sim.velocities(s);
-    write_npy_f32(&dir.join(name("velocities", "npy")), &[np, 3], vel.as_flattened())?;
+    write_npy_real(&dir.join(name("velocities", "npy")), &[np, 3], vel.as_flattened())?;
     let delta = sim.density(s);
-    let delta32: Vec<f32> = delta.iter().map(|v| v.f64() as f32).collect();
-    write_npy_f32(&dir.join(name("density", "npy")), &[m, m, m], &delta32)?;
+    write_npy_real(&dir.join(name("density", "npy")), &[m, m, m], &delta)?;
     let ps = sim.power(&delta);
     let p_lin: Vec<f64> = ps.k.iter().map(|&k| sim.p_linear(k, s.a)).collect();
     let header = format!(

@@ -67,12 +67,24 @@ impl<T: Real> Pm<T> {
         (&self.gravity, &mut self.ws)
     }
 
-    /// Particle positions `q + s` wrapped into `[0, L)` Mpc/h (f32, N × 3, lattice order).
-    pub fn positions(&self, disp: &[[T; 3]]) -> Vec<[f32; 3]> {
+    /// Particle positions `q + s` wrapped into `[0, L)` Mpc/h in precision `T` (N × 3, lattice
+    /// order). Computed in f64; a coordinate that rounds up to L in `T` is written as 0, its
+    /// periodic image, so every value lies in `[0, L)`.
+    pub fn positions(&self, disp: &[[T; 3]]) -> Vec<[T; 3]> {
         let cic = self.gravity.cic();
+        let l = self.lattice.box_size;
         disp.par_iter()
             .enumerate()
-            .map(|(p, s)| cic.position(p, s).map(|x| x as f32))
+            .map(|(p, s)| {
+                cic.position(p, s).map(|x| {
+                    let v = T::of(x);
+                    if v.f64() >= l {
+                        T::zero()
+                    } else {
+                        v
+                    }
+                })
+            })
             .collect()
     }
 }

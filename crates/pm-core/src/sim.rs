@@ -204,6 +204,16 @@ impl<T: Real> Simulation<T> {
     where
         F: FnMut(Event<'_, T>) -> Result<()>,
     {
+        self.run_with(state, |_, ev| on_event(ev))
+    }
+
+    /// [`run`](Self::run), with the simulation passed to `on_event` too, so that a snapshot can be
+    /// turned into outputs ([`positions`](Self::positions), [`density`](Self::density), …) and
+    /// written when it is reached instead of being held until the end.
+    pub fn run_with<F>(&mut self, state: &mut State<T>, mut on_event: F) -> Result<()>
+    where
+        F: FnMut(&Self, Event<'_, T>) -> Result<()>,
+    {
         let bounds: Vec<f64> = self.boundaries().into_iter().filter(|&a| a > state.a).collect();
         let snaps = self.config.time.snapshots.clone();
         let a_stop = self.config.time.a_stop;
@@ -211,27 +221,30 @@ impl<T: Real> Simulation<T> {
         for (i, &a1) in bounds.iter().enumerate() {
             self.step(state, a1);
             state.check_finite(|| format!("after the step to a = {a1}"))?;
-            on_event(Event::Step {
-                index: i + 1,
-                total,
-                a: a1,
-            })?;
+            on_event(
+                self,
+                Event::Step {
+                    index: i + 1,
+                    total,
+                    a: a1,
+                },
+            )?;
             if a1 == a_stop || snaps.contains(&a1) {
-                on_event(Event::Snapshot(state))?;
+                on_event(self, Event::Snapshot(state))?;
             }
         }
         Ok(())
     }
 
-    /// Particle positions in `[0, L)` Mpc/h (f32, N × 3, lattice order).
-    pub fn positions(&self, state: &State<T>) -> Vec<[f32; 3]> {
+    /// Particle positions in `[0, L)` Mpc/h in the run's precision (N × 3, lattice order).
+    pub fn positions(&self, state: &State<T>) -> Vec<[T; 3]> {
         self.pm.positions(&state.disp)
     }
 
-    /// Peculiar velocities in km/s (f32, N × 3): `v = 100 p / a`.
-    pub fn velocities(&self, state: &State<T>) -> Vec<[f32; 3]> {
+    /// Peculiar velocities in km/s in the run's precision (N × 3, lattice order): `v = 100 p / a`.
+    pub fn velocities(&self, state: &State<T>) -> Vec<[T; 3]> {
         let f = Stepper::velocity_factor(state.a);
-        state.mom.par_iter().map(|p| p.map(|x| (x.f64() * f) as f32)).collect()
+        state.mom.par_iter().map(|p| p.map(|x| T::of(x.f64() * f))).collect()
     }
 
     /// What losses and observables see of this simulation: the force mesh, its CIC and FFT, and

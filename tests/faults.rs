@@ -401,3 +401,31 @@ fn outputs_are_written_at_the_run_precision() {
         assert_npy_whole(&d.join("out"));
     }
 }
+
+/// A `--white-noise` path that is not valid UTF-8 (Unix file names are bytes) is refused with one
+/// line before the run starts (the record config.toml stores it as a TOML string: it panicked).
+#[cfg(unix)]
+#[test]
+fn a_non_utf8_white_noise_path_is_refused_with_one_line() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = tmpdir("non-utf8");
+    let w = d.join(std::ffi::OsStr::from_bytes(b"w\xff.npy"));
+    common::write_npy(&w, "<f4", &[16, 16, 16], &vec![0u8; 4 * 16 * 16 * 16]);
+    let mut cmd = common::bin();
+    cmd.args(["simulate", "--quiet", "--out"]).arg(d.join("out"));
+    std::fs::write(d.join("c.toml"), SMALL).unwrap();
+    cmd.arg("--config").arg(d.join("c.toml")).arg("--white-noise").arg(&w);
+    let out = common::output_within(&mut cmd, common::RUN_TIMEOUT);
+    common::assert_bad(&out, &["run.white_noise", "not valid UTF-8"]);
+    assert!(!d.join("out").exists());
+}
+
+/// A `--out` that is a symbolic link to a missing directory says so (it said "File exists").
+#[cfg(unix)]
+#[test]
+fn a_dangling_symlink_out_is_named_as_such() {
+    let d = tmpdir("dangling-out");
+    std::os::unix::fs::symlink(d.join("gone"), d.join("out")).unwrap();
+    let out = simulate(&d, &[]);
+    common::assert_bad(&out, &["symbolic link", "gone"]);
+}

@@ -141,6 +141,17 @@ pub fn lock_output_dir(dir: &Path) -> Result<DirLock> {
     if dir.exists() && !dir.is_dir() {
         return Err(Error::file(dir, "exists and is not a directory; choose another --out"));
     }
+    if !dir.exists() {
+        if let Ok(target) = std::fs::read_link(dir) {
+            return Err(Error::file(
+                dir,
+                format!(
+                    "is a symbolic link to {}, which does not exist; create that directory or choose another --out",
+                    target.display()
+                ),
+            ));
+        }
+    }
     let created = (!dir.exists()).then(|| dir.to_path_buf());
     create_output_dir(dir)?;
     let path = dir.join(LOCK_FILE);

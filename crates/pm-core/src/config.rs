@@ -530,6 +530,7 @@ impl Config {
                 }
                 const WHAT: &str = "\"eh\", \"eh-nowiggle\" or the path of a two-column \
                                     k [h/Mpc] P [(Mpc/h)^3] text file";
+                require_utf8_path(p, "cosmology.transfer")?;
                 crate::io::require_regular_file(p, "cosmology.transfer", WHAT)?;
             }
         }
@@ -603,6 +604,7 @@ impl Config {
         if let Some(p) = &r.white_noise {
             const WHAT: &str = "a .npy white-noise file of shape (n, n, n), n = box.particles, \
                                 float32 or float64";
+            require_utf8_path(p, "run.white_noise")?;
             crate::io::require_regular_file(p, "run.white_noise", WHAT)?;
         }
         if r.threads > MAX_THREADS {
@@ -717,6 +719,19 @@ fn toml_error(e: &toml::de::Error, src: &str, origin: &str) -> Error {
         _ => format!("line {}: {message}", line_no + 1),
     };
     Error::file(origin, msg)
+}
+
+/// A path the configuration holds must be valid UTF-8: the run's record (`config.toml`) stores it
+/// as a TOML string, which cannot hold other bytes (such a path panicked when the record was
+/// written).
+fn require_utf8_path(p: &Path, key: &str) -> Result<()> {
+    if p.to_str().is_some() {
+        return Ok(());
+    }
+    Err(Error::file(
+        p,
+        format!("{key}: the path is not valid UTF-8, which the run's record config.toml cannot hold; rename the file or link it under a UTF-8 name"),
+    ))
 }
 
 #[cfg(test)]

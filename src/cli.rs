@@ -31,6 +31,36 @@ pub struct Input {
     pub device: pm_core::DeviceKind,
 }
 
+/// How the backward pass of `gradient` and `reconstruct` recovers the forward trajectory, and the
+/// report of how well it did.
+#[derive(Args, Clone, Debug, Default)]
+pub struct Reversal {
+    /// Store the particle state every K steps and restart the reverse integration from each
+    /// (bounded reversal error, memory ∝ steps/K). Default: pure reverse integration.
+    #[arg(long, value_name = "K")]
+    pub checkpoint_every: Option<usize>,
+}
+
+impl Reversal {
+    /// The recovery of the backward pass; `--checkpoint-every 0` is refused.
+    pub fn recover(&self) -> Result<pm_adjoint::Recover> {
+        match self.checkpoint_every {
+            Some(0) => Err(Error::invalid("--checkpoint-every", 0, "at least 1 step between checkpoints")),
+            Some(every) => Ok(pm_adjoint::Recover::Checkpoint { every }),
+            None => Ok(pm_adjoint::Recover::Reverse),
+        }
+    }
+
+    /// Prints the warning of [`pm_adjoint::reversal_warning`] on stderr when `reversal_error`
+    /// exceeds [`pm_adjoint::REVERSAL_WARN`] (also with `--quiet`: it concerns the outputs).
+    pub fn warn(&self, reversal_error: f64) {
+        let recover = self.recover().unwrap_or_default();
+        if let Some(w) = pm_adjoint::reversal_warning(reversal_error, recover) {
+            let _ = writeln!(std::io::stderr(), "{w}");
+        }
+    }
+}
+
 /// Where the outputs go (every command, after its own options). A command whose directory or
 /// `--quiet` differs says so with `mut_arg` on its options struct.
 #[derive(Args, Clone, Debug)]

@@ -15,9 +15,9 @@
 //! the final particles exactly as `simulate` writes `density.npy` (δ_T = 0 without `--target`);
 //! `power`, the P(k) log-ratio χ² against the spectrum of the `--target` density mesh.
 
-use crate::cli::{resolve_config, thread_pool, Input, Output};
+use crate::cli::{resolve_config, thread_pool, Input, Output, Reversal};
 use crate::output::{check_output_files, create_output_dir, write_record, write_text};
-use pm_adjoint::{value_and_grad, GradOptions, Objective, Recover};
+use pm_adjoint::{value_and_grad, GradOptions, Objective};
 use pm_core::config::{Config, Precision};
 use pm_core::cosmology::Cosmology;
 use pm_core::io::{read_npy, read_npy_header, read_white_noise, shape_string, write_npy_f32, write_npy_f64};
@@ -64,10 +64,9 @@ pub struct Options {
     /// The loss: field-mse (mean over the mesh of (δ − δ_T)²) or power (P(k) log-ratio χ²).
     #[arg(long, value_name = "LOSS", default_value = "field-mse")]
     pub loss: LossKind,
-    /// Store the particle state every K steps and restart the reverse integration from each
-    /// (bounded reversal error, memory ∝ steps/K). Default: pure reverse integration.
-    #[arg(long, value_name = "K")]
-    pub checkpoint_every: Option<usize>,
+    /// Checkpoints of the backward pass.
+    #[command(flatten)]
+    pub reversal: Reversal,
     /// Output directory (default `out-gradient`), overwriting, quiet (no summary).
     #[command(flatten)]
     pub output: Output,
@@ -133,9 +132,7 @@ pub fn run(opts: &Options) -> pm_adjoint::Result<()> {
         )
         .into());
     }
-    if opts.checkpoint_every == Some(0) {
-        return Err(Error::invalid("--checkpoint-every", 0, "at least 1 step between checkpoints").into());
-    }
+    opts.reversal.recover()?;
     let resolved = config.to_toml_string();
     // Held until the run ends, also on an error (docs in `lock_output_dir`).
     let _lock = crate::output::lock_output_dir(&opts.output.out)?;
@@ -177,10 +174,7 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> pm_adj
         }
         (LossKind::Power, None) => unreachable!("`run` refuses --loss power without --target"),
     };
-    let recover = match opts.checkpoint_every {
-        Some(every) => Recover::Checkpoint { every },
-        None => Recover::Reverse,
-    };
+    let recover = opts.reversal.recover()?;
     let g = value_and_grad(
         &mut sim,
         &w,
@@ -214,6 +208,7 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> pm_adj
     )?;
     // The record last: a directory without it is an interrupted run.
     write_record(out, resolved)?;
+    opts.reversal.warn(g.reversal_error);
     if !opts.output.quiet {
         let steps = sim.boundaries().len() - 1;
         crate::say!(

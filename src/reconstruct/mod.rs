@@ -28,7 +28,7 @@
 //! the starting cosmology (eq. J6), then fits the data with the cosmology free in an extra last
 //! stage (§J).
 
-use crate::cli::{resolve_config, thread_pool, Input, Output};
+use crate::cli::{resolve_config, thread_pool, Input, Output, Reversal};
 use crate::output::check_output_files;
 use pm_adjoint::recon::{config_at, default_schedule, NoiseModel, Preconditioning, Stage};
 use pm_adjoint::Result;
@@ -97,6 +97,9 @@ pub struct Options {
     /// with --observed; in the mock, the truth offset by (+0.05, −0.05).
     #[arg(long, value_name = "OMEGA_M,SIGMA8", requires = "fit_cosmology")]
     pub fit_start: Option<String>,
+    /// Checkpoints of each evaluation's backward pass.
+    #[command(flatten)]
+    pub reversal: Reversal,
     /// Output directory (default `out-reconstruct`), overwriting, quiet.
     #[command(flatten)]
     pub output: Output,

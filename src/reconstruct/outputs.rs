@@ -50,7 +50,12 @@ pub(super) fn write<T: Real>(
     sim.run(&mut state, |_| Ok(()))?;
     let final_rec = post.smooth(&post.density(&state));
     write_npy_f32(&out.join("final_density.npy"), &[m, m, m], &to_f32(&final_rec))?;
-    let mut text = String::from("# cosmograd reconstruct: per L-BFGS iteration (0 = the stage's starting point)\n# stage smoothing_R[Mpc/h] iteration neg_log_posterior_at_R chi2_half_at_R0 prior_half_w2");
+    let mut text = format!(
+        "# cosmograd reconstruct: per L-BFGS iteration (0 = the stage's starting point)\n# largest reversal error of the backward passes at the accepted iterates: {:e} (warned above {:e})\n",
+        r.reversal_error,
+        pm_adjoint::REVERSAL_WARN
+    );
+    text.push_str("# stage smoothing_R[Mpc/h] iteration neg_log_posterior_at_R chi2_half_at_R0 prior_half_w2");
     text.push_str(if opts.fit_cosmology {
         " omega_m sigma8 (the loss includes the Laplace term, docs/reconstruction.md eq. J1)\n"
     } else {
@@ -150,6 +155,7 @@ pub(super) fn write<T: Real>(
     )?;
     // The record last: a directory without it is an interrupted run.
     write_record(out, resolved)?;
+    opts.reversal.warn(r.reversal_error);
     if !opts.output.quiet {
         let evals = r.evaluations.max(1);
         let iters: usize = r.stages.iter().map(|s| s.iterations).sum();
@@ -162,10 +168,11 @@ pub(super) fn write<T: Real>(
             noise
         );
         crate::say!(
-            "  {iters} L-BFGS iterations ({} stages), {evals} loss+gradient evaluations in {t_recon:.1} s: {:.2} s per evaluation (forward run alone {:.2} s)",
+            "  {iters} L-BFGS iterations ({} stages), {evals} loss+gradient evaluations in {t_recon:.1} s: {:.2} s per evaluation (forward run alone {:.2} s), reversal error ≤ {:.2e}",
             r.stages.len(),
             r.seconds / evals as f64,
-            t_forward
+            t_forward,
+            r.reversal_error
         );
         let stops: Vec<String> = r.stages.iter().map(|s| format!("{:?}", s.stop)).collect();
         crate::say!("  stages ended by: {}", stops.join(", "));

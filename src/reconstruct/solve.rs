@@ -123,6 +123,7 @@ pub(super) fn solve<T: Real>(
         &vec![T::zero(); n * n * n],
         &data_schedule,
         &lbfgs_opts,
+        opts.reversal.recover()?,
         |p: &ReconProgress| {
             rows.push(*p);
             if p.iteration > 0 {

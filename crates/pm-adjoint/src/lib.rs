@@ -43,5 +43,5 @@ pub mod optim;
 pub mod recon;
 
 pub use error::{Error, Result};
-pub use grad::{loss_value, value_and_grad, GradOptions, Gradients, Recover};
+pub use grad::{loss_value, reversal_warning, value_and_grad, GradOptions, Gradients, Recover, REVERSAL_WARN};
 pub use objective::Objective;

@@ -5,7 +5,7 @@
 use super::preconditioner::shell_sums;
 use super::{mock_observation, reconstruct, Posterior, Preconditioner, ReconProgress, Stage};
 use crate::optim::LbfgsOptions;
-use crate::{Error, Result};
+use crate::{Error, Recover, Result};
 use pm_core::config::Config;
 use pm_core::fft::Fft3;
 use pm_core::float::{Real, C};
@@ -282,7 +282,15 @@ pub fn calibrate_laplace_weights<T: Real>(
     let (obs, _) = mock_observation(sim, &w_c, &posterior.noise, posterior.data_smoothing, md, seed.wrapping_add(1))?;
     let mut post = Posterior::on_mesh(sim, md, &obs, posterior.noise.clone(), posterior.data_smoothing)?;
     post.set_preconditioning(posterior.precondition);
-    let r = reconstruct(sim, &mut post, &vec![T::zero(); n * n * n], schedule, lbfgs_opts, progress)?;
+    let r = reconstruct(
+        sim,
+        &mut post,
+        &vec![T::zero(); n * n * n],
+        schedule,
+        lbfgs_opts,
+        Recover::Reverse,
+        progress,
+    )?;
     let lat = sim.lattice().clone();
     let fft = Fft3::<f64>::new(n);
     let power = |w: &[T]| -> Vec<f64> {
@@ -420,6 +428,8 @@ mod tests {
                 nw: w_true.len(),
                 seconds: 0.0,
                 trials: Vec::new(),
+                recover: Recover::Reverse,
+                reversal_error: 0.0,
             });
             let mut x: Vec<f64> = w_true
                 .iter()

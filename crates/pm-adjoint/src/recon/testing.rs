@@ -51,7 +51,16 @@ pub(super) fn reconstruct_from_zero(
     progress: impl FnMut(&ReconProgress),
 ) -> ReconResult<f64> {
     let w0 = vec![0.0; sim.lattice().n_cells()];
-    let r = reconstruct(sim, post, &w0, schedule, &LbfgsOptions::default(), progress).unwrap();
+    let r = reconstruct(
+        sim,
+        post,
+        &w0,
+        schedule,
+        &LbfgsOptions::default(),
+        crate::Recover::Reverse,
+        progress,
+    )
+    .unwrap();
     for s in &r.stages {
         assert!(s.history.windows(2).all(|w| w[1] < w[0]), "{:?}", s.history);
     }

@@ -29,6 +29,18 @@ pub struct Input {
     /// see docs/cuda.md).
     #[arg(long, value_name = "cpu|cuda", default_value = "cpu")]
     pub device: pm_core::DeviceKind,
+    /// Start even if the run's peak-memory estimate exceeds the memory available (by default
+    /// such a run is refused before it allocates anything; see docs/config.md).
+    #[arg(long)]
+    pub skip_memory_check: bool,
+}
+
+impl Input {
+    /// Refuses `job` with `config` if its peak-memory estimate exceeds the memory available
+    /// ([`crate::memory::check`]), unless `--skip-memory-check`.
+    pub fn check_memory(&self, config: &Config, job: crate::memory::Job) -> Result<()> {
+        crate::memory::check(config, job, crate::memory::available(), self.skip_memory_check)
+    }
 }
 
 /// How the backward pass of `gradient` and `reconstruct` recovers the forward trajectory, and the

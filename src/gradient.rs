@@ -16,6 +16,7 @@
 //! `power`, the P(k) log-ratio χ² against the spectrum of the `--target` density mesh.
 
 use crate::cli::{resolve_config, thread_pool, Input, Output, Reversal};
+use crate::memory::{self, Job};
 use crate::output::{check_output_files, create_output_dir, write_record, write_text};
 use pm_adjoint::{value_and_grad, GradOptions, Objective};
 use pm_core::config::{Config, Precision};
@@ -121,6 +122,13 @@ pub fn cosmology_toml(grad: &Cosmology, at: &Cosmology) -> String {
     s
 }
 
+/// What the memory estimate needs to know of this run.
+fn job(opts: &Options) -> Job {
+    Job::Gradient {
+        checkpoint_every: opts.reversal.checkpoint_every,
+    }
+}
+
 /// Runs `gradient` with the given options.
 pub fn run(opts: &Options) -> pm_adjoint::Result<()> {
     let config = resolve_config(&opts.input)?;
@@ -133,6 +141,7 @@ pub fn run(opts: &Options) -> pm_adjoint::Result<()> {
         .into());
     }
     opts.reversal.recover()?;
+    opts.input.check_memory(&config, job(opts))?;
     let resolved = config.to_toml_string();
     // Held until the run ends, also on an error (docs in `lock_output_dir`).
     let _lock = crate::output::lock_output_dir(&opts.output.out)?;
@@ -212,9 +221,11 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> pm_adj
     if !opts.output.quiet {
         let steps = sim.boundaries().len() - 1;
         crate::say!(
-            "cosmograd gradient: {n}³ particles, {m}³ mesh, {steps} steps ({}, {} threads): loss {:.6e}",
+            "cosmograd gradient: {n}³ particles, {m}³ mesh, {steps} steps ({}, {} threads, peak memory ≈ {} estimated, {} measured): loss {:.6e}",
             T::NAME,
             rayon::current_num_threads(),
+            memory::human(memory::estimate(config, job(opts))),
+            rss.map_or("unknown".to_string(), |r| memory::human(r * 1024.0 * 1024.0)),
             g.loss
         );
         crate::say!(

@@ -32,6 +32,7 @@ pub use pm_nn as nn;
 
 pub mod cli;
 pub mod gradient;
+pub mod memory;
 pub mod output;
 pub mod plot;
 pub mod reconstruct;

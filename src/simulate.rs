@@ -11,6 +11,7 @@
 //! `output.slice_thickness`).
 
 use crate::cli::{resolve_config, thread_pool, Input, Output};
+use crate::memory::{self, Job};
 use crate::output::{check_output_files, create_output_dir, write_power_txt, write_record};
 use crate::plot::{plot_power_png, plot_slice_png};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -77,6 +78,7 @@ pub fn check_output_dir(dir: &Path, config: &Config, resolved: &str, force: bool
 /// Runs `simulate` with the given options.
 pub fn run(opts: &Options) -> Result<()> {
     let config = resolve_config(&opts.input)?;
+    opts.input.check_memory(&config, Job::Simulate)?;
     let resolved = config.to_toml_string();
     // Held until the run ends, also on an error (docs in `lock_output_dir`).
     let _lock = crate::output::lock_output_dir(&opts.output.out)?;
@@ -138,13 +140,14 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> Result
     if !opts.output.quiet {
         let steps = sim.boundaries().len() - 1;
         crate::say!(
-            "cosmograd simulate: {n}³ particles, {}³ mesh, {} Mpc/h, {steps} steps a = {} → {} ({}, {} threads)",
+            "cosmograd simulate: {n}³ particles, {}³ mesh, {} Mpc/h, {steps} steps a = {} → {} ({}, {} threads, peak memory ≈ {})",
             config.box_.mesh,
             config.box_.size,
             config.time.a_start,
             config.time.a_stop,
             T::NAME,
-            rayon::current_num_threads()
+            rayon::current_num_threads(),
+            memory::human(memory::estimate(config, Job::Simulate))
         );
         crate::say!(
             "  initial conditions {t_ic:.2} s, time stepping {t_run:.2} s ({:.1} ms/step), outputs {t_out:.2} s",

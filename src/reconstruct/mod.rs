@@ -29,6 +29,7 @@
 //! stage (§J).
 
 use crate::cli::{resolve_config, thread_pool, Input, Output, Reversal};
+use crate::memory::Job;
 use crate::output::check_output_files;
 use pm_adjoint::recon::{config_at, default_schedule, NoiseModel, Preconditioning, Stage};
 use pm_adjoint::Result;
@@ -155,6 +156,14 @@ pub const RECON_DEFAULT_BOX: f64 = 128.0;
 /// Number of time steps of the embedded reconstruction default (no `--config`).
 pub const RECON_DEFAULT_STEPS: usize = 10;
 
+/// What the memory estimate needs to know of this run, on a `data_mesh`³ data mesh.
+pub(crate) fn job(opts: &Options, data_mesh: usize) -> Job {
+    Job::Reconstruct {
+        data_mesh,
+        checkpoint_every: opts.reversal.checkpoint_every,
+    }
+}
+
 /// Runs `reconstruct` with the given options.
 pub fn run(opts: &Options) -> Result<()> {
     let mut config = resolve_config(&opts.input)?;
@@ -198,6 +207,12 @@ pub fn run(opts: &Options) -> Result<()> {
             )
         })?;
     }
+    // The memory check before the observation is read (its header gives the data mesh).
+    let data_mesh_cells = match &opts.observed {
+        Some(p) => pm_core::io::read_npy_header(p)?.shape.first().copied().unwrap_or(config.box_.mesh),
+        None => opts.data_mesh.unwrap_or(config.box_.mesh),
+    };
+    opts.input.check_memory(&config, job(opts, data_mesh_cells))?;
     // Read and check the observation before anything is written.
     let (observed, data_mesh) = match &opts.observed {
         Some(p) => {

@@ -160,11 +160,12 @@ pub(super) fn write<T: Real>(
         let evals = r.evaluations.max(1);
         let iters: usize = r.stages.iter().map(|s| s.iterations).sum();
         crate::say!(
-            "cosmograd reconstruct: {n}³ particles, {}³ force mesh, {m}³ data mesh, {l} Mpc/h, {} steps ({}, {} threads), noise {:?}",
+            "cosmograd reconstruct: {n}³ particles, {}³ force mesh, {m}³ data mesh, {l} Mpc/h, {} steps ({}, {} threads, peak memory ≈ {}), noise {:?}",
             config.box_.mesh,
             sim.boundaries().len() - 1,
             T::NAME,
             rayon::current_num_threads(),
+            crate::memory::human(crate::memory::estimate(config, super::job(opts, m))),
             noise
         );
         crate::say!(

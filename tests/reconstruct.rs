@@ -455,3 +455,25 @@ fn reconstruct_reports_and_bounds_the_reversal_error() {
     );
     println!("reversal errors: pure {:e}, every 2 {:e}, every 1 {:e}", errs[0], errs[1], errs[2]);
 }
+
+/// `precision = "f64"` writes every array of the reconstruction as float64 (the fields were
+/// float32 whatever the precision), f32 as float32.
+#[test]
+fn reconstruct_writes_arrays_at_the_run_precision() {
+    for (prec, descr) in [("f32", "<f4"), ("f64", "<f8")] {
+        let dir = common::tmpdir(&format!("recon-precision-{prec}"));
+        let cfg = format!("{SMALL}[run]\nprecision = \"{prec}\"\n");
+        assert_ok(&reconstruct(&dir, Some(&cfg), &["--iterations", "2", "--noise", "0.05"]));
+        for f in [
+            "white_noise.npy",
+            "linear_density.npy",
+            "final_density.npy",
+            "observed.npy",
+            "true_white_noise.npy",
+        ] {
+            let h = pm_core::io::read_npy_header(&dir.join("out").join(f)).unwrap();
+            assert_eq!(h.descr, descr, "{prec}: {f}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -9,9 +9,10 @@
 //! Files written to the output directory:
 //! - `config.toml`: the resolved configuration, with the reconstruction settings as comments;
 //! - `white_noise.npy`: the reconstruction ŵ, (n, n, n) of the run's precision;
-//! - `linear_density.npy`: δ_L(ŵ) at a = 1 on the particle grid (n³ f32);
+//! - `linear_density.npy`: δ_L(ŵ) at a = 1 on the particle grid (n³, the run's precision, as every
+//!   array below);
 //! - `final_density.npy`: the model's prediction of the observed mesh, S δ(ŵ) on the data mesh
-//!   (M³ f32; M = the side of the observed array, `--data-mesh`, or the force mesh);
+//!   (M³; M = the side of the observed array, `--data-mesh`, or the force mesh);
 //! - `loss.txt`: per iteration: stage, annealing scale R, −ln posterior at R, ½χ² at R = 0, ½|w|²;
 //! - `loss.png`: the loss against the iteration;
 //! - `slices.png`: slices of the initial and final fields, truth (or observation) beside the

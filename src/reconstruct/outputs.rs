@@ -10,16 +10,12 @@ use pm_adjoint::recon::{linear_wiener, NoiseModel};
 use pm_adjoint::Result;
 use pm_core::config::Config;
 use pm_core::fft::Fft3;
-use pm_core::io::{write_npy_f32, write_npy_real};
+use pm_core::io::write_npy_real;
 use pm_core::mesh::MeshGeom;
 use pm_core::noise::linear_field;
 use pm_core::power::{cross_spectrum, Deconvolve};
 use pm_core::sim::Simulation;
 use pm_core::Real;
-
-fn to_f32<T: Real>(v: &[T]) -> Vec<f32> {
-    v.iter().map(|x| x.f64() as f32).collect()
-}
 
 /// Writes every output of a reconstruction on an m³ data mesh into `--out`, and the summary
 /// unless `--quiet`.
@@ -45,11 +41,11 @@ pub(super) fn write<T: Real>(
     let lin = sim.linear_power().clone();
     let p_lin = move |k: f64| lin.p(k);
     let lin_rec = linear_field(&mut r.white_noise.clone(), &lattice, &fft_n, &p_lin);
-    write_npy_f32(&out.join("linear_density.npy"), &[n, n, n], &to_f32(&lin_rec))?;
+    write_npy_real(&out.join("linear_density.npy"), &[n, n, n], &lin_rec)?;
     let mut state = sim.initial_conditions(r.white_noise.clone())?;
     sim.run(&mut state, |_| Ok(()))?;
     let final_rec = post.smooth(&post.density(&state));
-    write_npy_f32(&out.join("final_density.npy"), &[m, m, m], &to_f32(&final_rec))?;
+    write_npy_real(&out.join("final_density.npy"), &[m, m, m], &final_rec)?;
     let mut text = format!(
         "# cosmograd reconstruct: per L-BFGS iteration (0 = the stage's starting point)\n# largest reversal error of the backward passes at the accepted iterates: {:e} (warned above {:e})\n",
         r.reversal_error,
@@ -108,7 +104,7 @@ pub(super) fn write<T: Real>(
     let (lin_top, fin_top, top_label) = match (w_true, signal) {
         (Some(wt), Some(sig)) => {
             write_npy_real(&out.join("true_white_noise.npy"), &[n, n, n], wt)?;
-            write_npy_f32(&out.join("observed.npy"), &[m, m, m], &to_f32(&obs))?;
+            write_npy_real(&out.join("observed.npy"), &[m, m, m], &obs)?;
             // The truth's cosmology (a cosmology fit leaves `sim` at its estimate).
             let sim_truth = Simulation::<T>::new(config)?;
             let lin_truth = sim_truth.linear_power().clone();

@@ -43,7 +43,8 @@ fn f64_gradient_matches_finite_differences_and_f32_agrees() {
     let w = sim.white_noise();
     let g = gradient(&mut sim, &w, &loss);
     eprintln!("f64: loss {:.6e}, reversal error {:.2e}", g.loss, g.reversal_error);
-    assert!(g.reversal_error < 1e-10);
+    // Measured 1.37e-12 (2026-12-08); tolerance ≈3×.
+    assert!(g.reversal_error < 4e-12, "f64 reversal error {:.2e}", g.reversal_error);
     // The PM loss is only piecewise smooth: CIC weights are piecewise linear, so a central
     // difference whose stencil lets a particle cross a cell-centre plane in any of the 11 force
     // evaluations sees an averaged slope. With 32³ particles that happens at ε ≳ 1e-7 (measured,
@@ -58,7 +59,9 @@ fn f64_gradient_matches_finite_differences_and_f32_agrees() {
         let an = dot(&g.white_noise, &dir);
         let rel = (fd - an).abs() / fd.abs().max(an.abs());
         eprintln!("direction {seed}: fd {fd:.10e}, adjoint {an:.10e}, rel {rel:.2e}");
-        assert!(rel < 1e-5, "direction {seed}: rel {rel:.2e}");
+        // Measured 9.1e-8, 1.74e-6, 1.3e-7 for directions 21, 22, 23 (2026-12-08); tolerance ≈3×
+        // the worst.
+        assert!(rel < 5e-6, "direction {seed}: rel {rel:.2e}");
     }
     // Every cosmological parameter. The same kinks bound the step from above (an error ∝ step:
     // 7.6e-5 for σ8 at a relative step of 1e-7) and f64 rounding of the loss (~4e-14) from below.
@@ -78,9 +81,10 @@ fn f64_gradient_matches_finite_differences_and_f32_agrees() {
         let an = p.value(gc).unwrap();
         let rel = (fd - an).abs() / fd.abs().max(an.abs());
         eprintln!("{:8}: fd {fd:+.10e}, adjoint {an:+.10e}, rel {rel:.2e}", p.name(&cosmo));
-        assert!(rel < 1e-5, "{}: rel {rel:.2e}", p.name(&cosmo));
+        // Measured 3.8e-8 (wa) to 8.22e-7 (w0) (2026-12-08); tolerance ≈3× the worst.
+        assert!(rel < 2.5e-6, "{}: rel {rel:.2e}", p.name(&cosmo));
     }
-    // f32: the same gradient to 1e-2 (relative L2), with its reversal error reported.
+    // f32: the same gradient to 3e-3 (relative L2), with its reversal error reported.
     let loss32 = FieldMse::new(Some(target::<f32>(&c))).unwrap();
     let mut sim32 = Simulation::<f32>::new(&c).unwrap();
     let w32: Vec<f32> = w.iter().map(|v| *v as f32).collect();
@@ -94,8 +98,11 @@ fn f64_gradient_matches_finite_differences_and_f32_agrees() {
     let den: f64 = g.white_noise.iter().map(|b| b * b).sum();
     let rel = (num / den).sqrt();
     eprintln!("f32: reversal error {:.2e}, ‖g32 − g64‖/‖g64‖ = {rel:.2e}", g32.reversal_error);
+    // Measured 1.02e-3 (relative L2; tolerance ≈3×) and a reversal error of 7.38e-4 (2026-12-08;
+    // the f32 floor of reversing 10 steps, see `checkpointed_f32_reversal_error_stays_bounded`;
+    // the old bound 1e-3 is kept, as 3× would loosen it).
     assert!(
-        rel < 1e-2 && g32.reversal_error < 1e-3,
+        rel < 3e-3 && g32.reversal_error < 1e-3,
         "f32 gradient rel {rel:.2e}, reversal {:.2e}",
         g32.reversal_error
     );
@@ -104,6 +111,8 @@ fn f64_gradient_matches_finite_differences_and_f32_agrees() {
         let (a, b) = (p.value(gc32).unwrap(), p.value(gc).unwrap());
         let rel = (a - b).abs() / b.abs();
         eprintln!("f32 {:8}: {a:+.6e} vs f64 {b:+.6e}, rel {rel:.2e}", p.name(&cosmo));
+        // Measured 4.0e-4 (σ8) to 7.88e-3 (h) (2026-12-08); the old bound 1e-2 is kept (3× the
+        // worst would loosen it).
         assert!(rel < 1e-2, "f32 {}: rel {rel:.2e}", p.name(&cosmo));
     }
 }
@@ -167,7 +176,8 @@ fn training_a_force_correction_through_the_adjoint_lowers_the_loss() {
         let an = dot(&g0.force_params, &dir);
         let rel = (fd - an).abs() / fd.abs().max(an.abs());
         eprintln!("force-correction gradient, direction {seed}: fd {fd:.10e}, adjoint {an:.10e}, rel {rel:.2e}");
-        assert!(rel < 1e-6, "direction {seed}: rel {rel:.2e}");
+        // Measured 3.85e-10 and 2.7e-12 (2026-12-08); tolerance ≈3× the worst.
+        assert!(rel < 1.2e-9, "direction {seed}: rel {rel:.2e}");
     }
     // Gradient descent with a backtracking (Armijo) line search: every accepted step lowers the
     // loss; the test asserts it falls by more than half in 6 steps.

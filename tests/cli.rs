@@ -265,6 +265,56 @@ fn gradient_writes_its_outputs_and_the_loss_matches_simulate() {
     assert_bad(&gradient(&d, SMALL, &["--seed", "3"]), &["--force"]);
 }
 
+/// The gradient's memory does not grow with the number of steps (docs/adjoint.md §R: a fixed
+/// number of particle arrays and meshes; the README's "by default memory does not grow").
+///
+/// `cosmograd gradient` at 32³ particles, 64³ mesh, f32, 2 threads, at 10 and at 100 steps; the
+/// peak RSS of each child from the kernel (wait4). Measured 2026-12-08: 19.2 MiB at both (the
+/// binary alone, `--help`, 4 MiB: the run's arrays are ~3/4 of it). Storing the trajectory would
+/// add one (s, p) state, 32³ × 6 × 4 B = 768 KiB, per step: +68 MiB at 100 steps (measured with
+/// `--checkpoint-every 1`, which does exactly that: 93 MiB), and the 10 % bound (1.9 MiB) trips
+/// at 22 KiB kept per step. The child's own figure in timings.txt (VmHWM) must agree with the
+/// kernel's, which also checks that figure. ~3.5 s.
+#[cfg(target_os = "linux")]
+#[test]
+fn gradient_peak_memory_does_not_grow_with_the_steps() {
+    let d = tmpdir("gradient-memory");
+    let peak = |steps: usize| {
+        let cfg = format!("[box]\nsize = 128.0\nparticles = 32\nmesh = 64\n[time]\nsteps = {steps}\n[run]\nthreads = 2\n");
+        let dir = d.join(format!("steps{steps}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, cfg).unwrap();
+        let mut cmd = bin();
+        cmd.args(["gradient", "--quiet", "--config"])
+            .arg(&p)
+            .arg("--out")
+            .arg(dir.join("grad"));
+        let (out, kib) = common::output_with_peak_rss(&mut cmd, common::RUN_TIMEOUT);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mib = kib as f64 / 1024.0;
+        let tim = std::fs::read_to_string(dir.join("grad/timings.txt")).unwrap();
+        let own: f64 = tim
+            .lines()
+            .find_map(|l| l.strip_prefix("peak_rss_mib "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("timings.txt has no peak_rss_mib figure: {tim}"));
+        eprintln!("gradient, {steps} steps: peak RSS {mib:.1} MiB (wait4), {own:.1} MiB (timings.txt)");
+        assert!(
+            (own / mib - 1.0).abs() < 0.05,
+            "{steps} steps: timings.txt says {own} MiB, the kernel {mib:.1} MiB"
+        );
+        mib
+    };
+    let (m10, m100) = (peak(10), peak(100));
+    // The arrays must dominate, or the bound below would say little.
+    assert!(m10 > 12.0, "peak RSS at 10 steps only {m10:.1} MiB");
+    assert!(
+        m100 <= 1.1 * m10,
+        "peak RSS grew from {m10:.1} MiB (10 steps) to {m100:.1} MiB (100 steps)"
+    );
+}
+
 #[test]
 fn gradient_bad_input_gives_one_line_and_exit_code_2() {
     let d = tmpdir("gradient-bad");

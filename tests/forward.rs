@@ -117,11 +117,47 @@ fn tiny_amplitude_growth_converges_to_linear_theory() {
         b2[0].abs() > 1.7 * b2[1].abs() && b2[1].abs() > 1.7 * b2[2].abs(),
         "m = 2n: not converging {b2:?}"
     );
+    // Measured (2026-12-08) m = n [−0.0716, −0.0163, −0.0058], m = 2n [0.0857, 0.0478, 0.0240]:
+    // the bounds at n = 64 are already within 3× of the measured figures.
     assert!(b1[2].abs() < 0.01 && b2[2].abs() < 0.03, "n = 64: m = n {b1:?}, m = 2n {b2:?}");
 }
 
 #[test]
-fn default_run_matches_linear_theory_on_large_scales_and_is_thread_independent() {
+fn large_scale_power_grows_as_linear_theory_on_the_same_realisation() {
+    // P_final/P_initial per bin of one realisation against (D(a_stop)/D(a_start))²: cosmic
+    // variance cancels in the ratio, so what is left is the code's own error on large scales.
+    // 64³ particles on a 64³ mesh in 1024 Mpc/h (linear on these scales at a = 1; the default
+    // times and 2LPT, 10 steps; ~0.5 s). The ratio falls below linear theory by the PM
+    // resolution and lattice discreteness error, which depends on k Δ_p only (the same at 512,
+    // 1024 and 2048 Mpc/h) and grows with it: measured (2026-12-08, seed 42) −2.0 %, −4.2 %,
+    // −5.8 % in the bins k ≈ 0.008, 0.014, 0.019 h/Mpc (k Δ_p = 0.10, 0.20, 0.29); other seeds
+    // −1.1…−1.4 %, −3.6…−4.3 %, −6.2…−7.0 %. The tolerance is ≈3× that per bin, 6 % × the bin
+    // index. A force or time-step factor off by 1 % moves every bin by ~5 % (EdS: D ∝ a^(1+0.6ε)
+    // for a force × (1 + ε)), so an error of 2 % either way fails.
+    let mut config = Config::default();
+    (config.box_.particles, config.box_.mesh, config.box_.size, config.time.steps) = (64, 64, 1024.0, 10);
+    let sim = Simulation::<f32>::new(&config).unwrap();
+    let (init, fin) = run::<f32>(&config);
+    let g = sim.growth();
+    let want = (g.d1(config.time.a_stop) / g.d1(config.time.a_start)).powi(2);
+    let (p0, p1) = (sim.power(&sim.density(&init)), sim.power(&sim.density(&fin)));
+    let kf = 2.0 * std::f64::consts::PI / config.box_.size;
+    let bins: Vec<usize> = (0..p0.k.len()).filter(|&i| p0.k[i] < 0.02).collect();
+    assert_eq!(bins.len(), 3, "bins below k = 0.02 h/Mpc: {:?}", &p0.k[..4]);
+    for i in bins {
+        let dev = p1.p[i] / p0.p[i] / want - 1.0;
+        let j = (p0.k[i] / kf).round();
+        let tol = 0.06 * j;
+        eprintln!(
+            "k = {:.4} h/Mpc ({} modes): P_final/P_initial / (D ratio)² − 1 = {dev:+.4} (tolerance {tol:.2})",
+            p0.k[i], p0.n_modes[i]
+        );
+        assert!(dev.abs() < tol, "k = {:.4}: growth of P off linear theory by {dev:+.4}", p0.k[i]);
+    }
+}
+
+#[test]
+fn default_run_is_nonlinear_on_small_scales_conserves_momentum_and_is_thread_independent() {
     let config = Config::default();
     let runs: Vec<State<f32>> = [1usize, 2]
         .iter()
@@ -151,15 +187,6 @@ fn default_run_matches_linear_theory_on_large_scales_and_is_thread_independent()
     let mut nonlinear = Vec::new();
     for i in 0..ps.k.len() {
         let pl = sim.p_linear(ps.k[i], 1.0);
-        if ps.k[i] < 0.05 {
-            let sigma = (2.0 / ps.n_modes[i] as f64).sqrt();
-            assert!(
-                (ps.p[i] / pl - 1.0).abs() < 3.0 * sigma,
-                "k = {:.4}: P/P_lin = {:.3} (±{sigma:.3})",
-                ps.k[i],
-                ps.p[i] / pl
-            );
-        }
         if ps.k[i] > 0.3 && ps.k[i] < 0.6 {
             nonlinear.push(ps.p[i] / pl);
         }
@@ -190,5 +217,7 @@ fn f32_and_f64_runs_agree() {
         .sum();
     let den: f64 = b.disp.iter().map(|y| (0..3).map(|d| y[d] * y[d]).sum::<f64>()).sum();
     let rel = (num / den).sqrt();
-    assert!(rel < 1e-3, "‖s_f32 − s_f64‖/‖s‖ = {rel:.3e}");
+    eprintln!("‖s_f32 − s_f64‖/‖s‖ = {rel:.3e}");
+    // Measured 1.42e-6 (2026-12-08); tolerance ≈3×.
+    assert!(rel < 4.3e-6, "‖s_f32 − s_f64‖/‖s‖ = {rel:.3e}");
 }

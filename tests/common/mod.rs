@@ -59,17 +59,7 @@ pub const RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600
 /// threads, so a chatty child cannot block on a full pipe.
 #[track_caller]
 pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
-    use std::io::Read;
-    use std::process::Stdio;
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            r.read_to_end(&mut buf).map(|_| buf).unwrap_or_default()
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let (mut child, collect) = spawn_piped(cmd);
     let start = std::time::Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -82,11 +72,61 @@ pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> Output {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    Output {
+    collect(status)
+}
+
+/// Starts `cmd` with stdout and stderr read by threads; the closure joins them into an [`Output`].
+fn spawn_piped(cmd: &mut Command) -> (std::process::Child, impl FnOnce(std::process::ExitStatus) -> Output) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).map(|_| buf).unwrap_or_default()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let collect = move |status| Output {
         status,
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
-    }
+    };
+    (child, collect)
+}
+
+/// [`output_within`], also returning the child's peak resident set size in KiB, as the kernel
+/// accounted it for that process alone (`wait4`'s `ru_maxrss`; Linux): independent of what the
+/// child reports and of other tests' children running meanwhile.
+#[cfg(target_os = "linux")]
+#[track_caller]
+pub fn output_with_peak_rss(cmd: &mut Command, limit: std::time::Duration) -> (Output, u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let (mut child, collect) = spawn_piped(cmd);
+    let pid = child.id() as libc::pid_t;
+    let start = std::time::Instant::now();
+    let (status, maxrss) = loop {
+        let mut status = 0;
+        // SAFETY: an all-zero `rusage` (integers and timevals) is a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `pid` is our child, not yet reaped (only this loop waits for it); `status`
+        // and `usage` are valid for writes.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break (std::process::ExitStatus::from_raw(status), usage.ru_maxrss as u64);
+        }
+        let e = std::io::Error::last_os_error();
+        assert!(r == 0 || e.kind() == std::io::ErrorKind::Interrupted, "wait4({pid}): {e}");
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?} (killed)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The child is reaped: `child` must not be waited for again (dropping it does not).
+    (collect(status), maxrss)
 }
 
 /// Asserts a failed run: exit code 2 and a single stderr line containing every `needle`.

@@ -287,12 +287,27 @@ mod tests {
         (at(1.0) - at(-1.0)) / (2.0 * eps)
     }
 
+    // Tolerances ≈3× the figures measured on 2026-12-08 (f64, 8³ particles, 16³ mesh):
+    /// f64 reversal error: measured ≤ 1.25e-12.
+    const TOL_REV: f64 = 4e-12;
+    /// White-noise gradient vs central differences: measured worst 3.97e-8.
+    const TOL_WN: f64 = 1.2e-7;
+    /// The same with losses at a snapshot and on momenta: measured worst 1.86e-9.
+    const TOL_SNAP: f64 = 6e-9;
+    /// Checkpointed vs pure reversal gradient, relative L2: measured 5.6e-16 (rounding).
+    const TOL_CK: f64 = 2e-15;
+    /// Force-correction parameter gradient, relative to its largest component: measured 1.07e-10.
+    const TOL_THETA: f64 = 3.2e-10;
+    /// White-noise gradient with a correction installed: measured 1.35e-8.
+    const TOL_WNC: f64 = 4e-8;
+
     fn rel(a: f64, b: f64) -> f64 {
         (a - b).abs() / a.abs().max(b.abs())
     }
 
     #[test]
     fn white_noise_gradient_matches_finite_differences() {
+        let (mut worst, mut worst_rev): (f64, f64) = (0.0, 0.0);
         for (lpt, steps, paired) in [(LptOrder::One, 3, false), (LptOrder::Two, 5, false), (LptOrder::Two, 2, true)] {
             let mut c = small(lpt, steps);
             c.run.paired = paired;
@@ -301,18 +316,21 @@ mod tests {
             let target = FieldMse::new(Some(rand_field::<f64>(m * m * m, 3))).unwrap();
             let obj = Objective::final_state(&target);
             let g = grad(&c, &w, &obj, &GradOptions::default());
-            assert!(g.reversal_error < 1e-11, "reversal error {:.3e}", g.reversal_error);
+            worst_rev = worst_rev.max(g.reversal_error);
+            assert!(g.reversal_error < TOL_REV, "reversal error {:.3e}", g.reversal_error);
             let v = loss_value(&mut Simulation::<f64>::new(&c).unwrap(), &w, &obj).unwrap();
             assert!((g.loss - v).abs() < 1e-12 * g.loss);
             for seed in [11u64, 12] {
                 let dir = rand_field::<f64>(w.len(), seed);
                 let (fd, an) = (fd_w(&c, &w, &obj, &dir, 1e-6), dot(&g.white_noise, &dir));
+                worst = worst.max(rel(fd, an));
                 assert!(
-                    rel(fd, an) < 1e-6,
+                    rel(fd, an) < TOL_WN,
                     "{lpt:?} {steps} steps paired {paired}: fd {fd:.10e} vs {an:.10e}"
                 );
             }
         }
+        eprintln!("white-noise gradient vs FD: worst rel {worst:.2e}; f64 reversal error ≤ {worst_rev:.2e}");
     }
 
     #[test]
@@ -334,7 +352,8 @@ mod tests {
         for seed in [31u64, 32] {
             let dir = rand_field::<f64>(w.len(), seed);
             let (fd, an) = (fd_w(&c, &w, &obj, &dir, 1e-6), dot(&g.white_noise, &dir));
-            assert!(rel(fd, an) < 1e-6, "direction {seed}: fd {fd:.10e} vs {an:.10e}");
+            eprintln!("losses at snapshots, direction {seed}: rel {:.2e}", rel(fd, an));
+            assert!(rel(fd, an) < TOL_SNAP, "direction {seed}: fd {fd:.10e} vs {an:.10e}");
         }
         // A time that is not a step boundary is refused, naming the fix.
         let bad = Objective::new().at(0.3, &mse);
@@ -362,7 +381,12 @@ mod tests {
                 .map(|(a, b)| (a - b).powi(2))
                 .sum::<f64>()
                 .sqrt();
-            assert!(d < 1e-10 * dot(&g0.white_noise, &g0.white_noise).sqrt(), "every {every}: {d:.3e}");
+            let d = d / dot(&g0.white_noise, &g0.white_noise).sqrt();
+            eprintln!(
+                "checkpoint every {every}: rel L2 difference {d:.2e}, reversal error {:.2e} (pure {:.2e})",
+                g.reversal_error, g0.reversal_error
+            );
+            assert!(d < TOL_CK, "every {every}: {d:.3e}");
             assert!(g.reversal_error <= g0.reversal_error * 1.0001 + 1e-16, "every {every}");
             assert_eq!(g.loss, g0.loss);
         }
@@ -403,8 +427,9 @@ mod tests {
                 loss_value(&mut with(&t), &w, &obj).unwrap()
             };
             let fd = (at(1.0) - at(-1.0)) / (2.0 * eps);
+            eprintln!("θ{j}: |fd − adjoint|/max|∂L/∂θ| {:.2e}", (fd - g.force_params[j]).abs() / scale);
             assert!(
-                (fd - g.force_params[j]).abs() < 1e-6 * scale,
+                (fd - g.force_params[j]).abs() < TOL_THETA * scale,
                 "θ{j}: fd {fd:.10e} vs {:.10e}",
                 g.force_params[j]
             );
@@ -417,7 +442,8 @@ mod tests {
             loss_value(&mut with(&theta), &x, &obj).unwrap()
         };
         let (fd, an) = ((at(1.0) - at(-1.0)) / (2.0 * eps), dot(&g.white_noise, &dir));
-        assert!(rel(fd, an) < 1e-6, "fd {fd:.10e} vs {an:.10e}");
+        eprintln!("white noise with a correction: rel {:.2e}", rel(fd, an));
+        assert!(rel(fd, an) < TOL_WNC, "fd {fd:.10e} vs {an:.10e}");
     }
 
     #[test]
@@ -439,6 +465,10 @@ mod cosmology_tests {
     use pm_core::loss::FieldMse;
     use pm_core::tangent::Param;
     use pm_core::testing::rand_field;
+
+    /// Cosmological gradient vs central differences: measured worst 8.16e-8 (Ω_k, A_s-normalised
+    /// w0waCDM; 2026-12-08); tolerance ≈3×.
+    const TOL_COSMO: f64 = 2.5e-7;
 
     /// Central difference of the objective in one cosmological parameter (relative step 1e-6,
     /// absolute for parameters at 0).
@@ -481,7 +511,7 @@ mod cosmology_tests {
                 let (fd, an) = (fd_param(&c, &w, &obj, p), p.value(&gc).unwrap());
                 let rel = (fd - an).abs() / fd.abs().max(an.abs()).max(1e-12);
                 eprintln!("{:8}: fd {fd:+.10e} adjoint {an:+.10e} rel {rel:.2e}", p.name(&c.cosmology.clone()));
-                assert!(rel < 1e-6, "{p:?}: fd {fd:.10e} vs adjoint {an:.10e} (rel {rel:.2e})");
+                assert!(rel < TOL_COSMO, "{p:?}: fd {fd:.10e} vs adjoint {an:.10e} (rel {rel:.2e})");
             }
         }
     }

@@ -383,7 +383,9 @@ mod tests {
         let rows = table("growth_D1.txt");
         let (ed, ef) = (worst(&rows, 1, |a| g.d1(a)), worst(&rows, 2, |a| g.f1(a)));
         eprintln!("growth_D1.txt: max rel dev D1_mL {ed:.2e}, f1_mL {ef:.2e}");
-        assert!(ed < 1e-6 && ef < 1e-6);
+        // Measured 2.63e-10 (D1) and 6.93e-10 (f1) (2026-12-08); tolerances ≈3×.
+        assert!(ed < 8e-10, "D1: {ed:e}");
+        assert!(ef < 2.1e-9, "f1: {ef:e}");
         assert!((g.d1(1.0) - 1.0).abs() < 1e-14);
     }
 
@@ -391,27 +393,36 @@ mod tests {
     fn growth_matches_d2_table() {
         let g = Growth::new(&Cosmology::planck18(), 1.0).unwrap();
         let rows = table("growth_D2.txt");
+        // (name, max rel dev, tolerance): measured (2026-12-08) D1 2.63e-10, f1 6.93e-10,
+        // D2 8.63e-10, f2 2.65e-9, d²D1/dln a² 2.02e-8, d²D2/dln a² 5.03e-8, D1_EdSnorm
+        // 2.02e-10, D2_EdSnorm 8.51e-10; tolerances ≈3×.
         let devs = [
-            ("D1", worst(&rows, 1, |a| g.d1(a))),
-            ("f1", worst(&rows, 2, |a| g.f1(a))),
-            ("D2", worst(&rows, 3, |a| g.d2(a))),
-            ("f2", worst(&rows, 4, |a| g.f2(a))),
-            ("d2D1/dlna2", worst(&rows, 9, |a| g.d1_lna2(a))),
-            ("d2D2/dlna2", worst(&rows, 10, |a| g.d2_lna2(a))),
-            ("D1_EdSnorm", worst(&rows, 7, |a| g.d1(a) * g.d1_edsnorm_today())),
-            ("D2_EdSnorm", worst(&rows, 8, |a| g.d2(a) * g.d1_edsnorm_today().powi(2))),
+            ("D1", worst(&rows, 1, |a| g.d1(a)), 8e-10),
+            ("f1", worst(&rows, 2, |a| g.f1(a)), 2.1e-9),
+            ("D2", worst(&rows, 3, |a| g.d2(a)), 2.6e-9),
+            ("f2", worst(&rows, 4, |a| g.f2(a)), 8e-9),
+            ("d2D1/dlna2", worst(&rows, 9, |a| g.d1_lna2(a)), 6e-8),
+            ("d2D2/dlna2", worst(&rows, 10, |a| g.d2_lna2(a)), 1.5e-7),
+            ("D1_EdSnorm", worst(&rows, 7, |a| g.d1(a) * g.d1_edsnorm_today()), 6e-10),
+            ("D2_EdSnorm", worst(&rows, 8, |a| g.d2(a) * g.d1_edsnorm_today().powi(2)), 2.6e-9),
         ];
-        for (name, d) in devs {
-            eprintln!("growth_D2.txt: max rel dev {name} {d:.2e}");
-            assert!(d < 1e-6, "{name}: {d:e}");
+        for (name, d, tol) in devs {
+            eprintln!("growth_D2.txt: max rel dev {name} {d:.2e} (tolerance {tol:.1e})");
+            assert!(d < tol, "{name}: {d:e}");
         }
         // The derivative columns are consistent with the value columns.
-        for r in rows.iter().filter(|r| r[0] >= 0.01) {
-            assert!((g.d1_lna(r[0]) / (r[1] * r[2]) - 1.0).abs() < 1e-6);
-        }
+        let dlna = rows
+            .iter()
+            .filter(|r| r[0] >= 0.01)
+            .map(|r| (g.d1_lna(r[0]) / (r[1] * r[2]) - 1.0).abs())
+            .fold(0.0, f64::max);
+        eprintln!("growth_D2.txt: max rel dev dD1/dln a vs D1 f1 {dlna:.2e}");
+        // Measured 5.23e-10 (2026-12-08); tolerance ≈3×.
+        assert!(dlna < 1.6e-9, "dD1/dln a: {dlna:e}");
         let d = (g.d1_edsnorm_today() / 0.785554904494 - 1.0).abs();
         eprintln!("D1_EdSnorm(1) rel dev {d:.2e}");
-        assert!(d < 1e-9);
+        // Measured 6.06e-11 (2026-12-08); tolerance ≈3×.
+        assert!(d < 2e-10);
     }
 
     #[test]

@@ -598,7 +598,8 @@ mod tests {
         let ew = max_rel(&rows, 1, |k| eh_transfer(&c, k));
         let enw = max_rel(&rows, 2, |k| eh_nowiggle_transfer(&c, k));
         eprintln!("eh_transfer.txt: max rel dev T_EH_paper {ew:.2e}, T_EHnw_paper_exact_s {enw:.2e}");
-        assert!(ew < 1e-5 && enw < 1e-5);
+        // Measured 8.18e-13 (T_EH) and 7.06e-13 (T_EHnw) (2026-12-08); tolerance ≈3×.
+        assert!(ew < 2.5e-12 && enw < 2.5e-12, "T_EH {ew:e}, T_EHnw {enw:e}");
         assert_eq!(eh_transfer(&c, 0.0), 1.0);
     }
 
@@ -612,13 +613,17 @@ mod tests {
         let ew = max_rel(&rows, 6, |k| lp.p(k));
         let enw = max_rel(&rows, 7, |k| lpnw.p(k));
         eprintln!("eh_transfer.txt: max rel dev P_EH_paper {ew:.2e}, P_EHnw_paper_exact_s {enw:.2e}");
-        assert!(ew < 1e-5 && enw < 1e-5);
+        // Measured 1.06e-6 (P_EH) and 4.28e-8 (P_EHnw) (2026-12-08); tolerances ≈3×.
+        assert!(ew < 3.2e-6, "P_EH {ew:e}");
+        assert!(enw < 1.3e-7, "P_EHnw {enw:e}");
         for l in [&lp, &lpnw] {
             let d = (l.sigma8() / 0.8102 - 1.0).abs();
             // Independent check: the same integral with twice the points.
             let d2 = (sigma_tophat_n(|k| l.p(k), 8.0, 2 * SIGMA_INTERVALS) / 0.8102 - 1.0).abs();
             eprintln!("sigma8 rel dev {d:.2e}; with twice the points {d2:.2e}");
-            assert!(d < 1e-6 && d2 < 1e-6);
+            // Measured ≤ 1.0e-15 (a few ulps) and ≤ 3.06e-11 with twice the points (2026-12-08);
+            // tolerances ≈3×.
+            assert!(d < 3e-15 && d2 < 1e-10, "sigma8 {d:e}, twice the points {d2:e}");
         }
         assert_eq!(lp.p(0.0), 0.0);
     }
@@ -631,7 +636,8 @@ mod tests {
             let exact = (9.0 / 4.0 / (2.0 * PI * PI * r * r)).sqrt();
             let d = (s / exact - 1.0).abs();
             eprintln!("power law P = 1/k, R = {r}: rel dev {d:.2e}");
-            assert!(d < 1e-6, "R = {r}: {s} vs {exact}");
+            // Measured ≤ 2.27e-7 (R = 1) (2026-12-08); tolerance ≈3×.
+            assert!(d < 7e-7, "R = {r}: {s} vs {exact}");
         }
         // Window: series branch agrees with the closed form at the switch.
         let closed = |x: f64| 3.0 * (x.sin() - x * x.cos()) / (x * x * x);
@@ -651,7 +657,8 @@ mod tests {
         let lp = LinearPower::new(&c, Transfer::EisensteinHu, &growth(&c)).unwrap();
         let d = lp.sigma8() / 0.8102 - 1.0;
         eprintln!("A_s = 2.031978e-9 with EH: sigma8 = {:.5} ({d:+.3e} vs CLASS 0.8102)", lp.sigma8());
-        assert!(d.abs() < 0.03);
+        // The EH fit against a Boltzmann code: measured +8.28e-3 (2026-12-08); tolerance ≈3×.
+        assert!(d.abs() < 0.025, "{d:e}");
     }
 
     #[test]
@@ -701,14 +708,17 @@ mod tests {
         let rows = table("pk_lin_z0.txt");
         assert_eq!(tab.len(), rows.len());
         let e = max_rel(&rows, 1, |k| tab.p(k));
-        assert!(e < 1e-12, "nodes: {e:e}");
+        eprintln!("CLASS table: max rel dev at the nodes {e:.2e}");
+        // Measured 8.88e-16 (2026-12-08: rounding); tolerance ≈3×.
+        assert!(e < 3e-15, "nodes: {e:e}");
         let c = Cosmology::planck18();
         let g = growth(&c);
         // As is (neither sigma8 nor a_s) and renormalised to sigma8.
         let raw = LinearPower::new(&Cosmology { sigma8: None, ..c.clone() }, Transfer::Table(tab.clone()), &g).unwrap();
         let d = raw.sigma8() / 0.8102 - 1.0;
         eprintln!("CLASS table: sigma8 = {:.7} ({d:+.2e})", raw.sigma8());
-        assert!(d.abs() < 1e-3);
+        // Measured +1.96e-7 (2026-12-08); tolerance ≈3×.
+        assert!(d.abs() < 6e-7, "{d:e}");
         let c7 = Cosmology {
             sigma8: Some(0.7),
             ..c.clone()
@@ -736,7 +746,9 @@ mod tests {
             eprintln!(
                 "spline of EH P(k), {per_decade} nodes/decade: max rel err {worst:.2e} (outside the BAO range 0.02-1 h/Mpc: {worst_smooth:.2e})"
             );
-            let bound = [(20, 1e-2), (40, 1e-3), (100, 1e-4)].iter().find(|b| b.0 == per_decade).unwrap().1;
+            // Measured 7.44e-3, 5.35e-4 and 6.48e-6 (2026-12-08); the first two bounds are kept
+            // (tightening them to 3× would loosen them), the third is ≈3×.
+            let bound = [(20, 1e-2), (40, 1e-3), (100, 2e-5)].iter().find(|b| b.0 == per_decade).unwrap().1;
             assert!(worst < bound);
         }
         // Power-law extrapolation continues the end slopes.

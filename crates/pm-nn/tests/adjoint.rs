@@ -70,7 +70,8 @@ fn mlp_force_correction_gradient_through_the_adjoint_matches_finite_differences(
         let an = dot(&g.force_params, &dir);
         let r = rel(fd, an);
         eprintln!("MLP force correction, direction {seed}: fd {fd:.10e}, adjoint {an:.10e}, rel {r:.2e}");
-        assert!(r < 1e-6, "direction {seed}: rel {r:.2e}");
+        // Measured 1.11e-8 and 7.6e-9 (2026-12-08); tolerance ≈3× the worst.
+        assert!(r < 3.3e-8, "direction {seed}: rel {r:.2e}");
     }
 }
 
@@ -139,7 +140,8 @@ fn white_noise_to_network_loss_gradient_in_one_call_matches_finite_differences()
         let an = dot(&g.white_noise, &dir);
         let r = rel(fd, an);
         eprintln!("white noise, direction {seed}: fd {fd:.10e}, adjoint {an:.10e}, rel {r:.2e}");
-        assert!(r < 1e-6, "white noise direction {seed}: rel {r:.2e}");
+        // Measured 3.86e-7 and 2.08e-7 (2026-12-08); tolerance ≈3× the worst.
+        assert!(r < 1.2e-6, "white noise direction {seed}: rel {r:.2e}");
     }
     // The weights (the loss is smooth in them).
     let w0: Vec<Vec<f64>> = net
@@ -170,7 +172,8 @@ fn white_noise_to_network_loss_gradient_in_one_call_matches_finite_differences()
         let an = dot(&gw, &dir);
         let r = rel(fd, an);
         eprintln!("weights, direction {seed}: fd {fd:.10e}, adjoint {an:.10e}, rel {r:.2e}");
-        assert!(r < 1e-6, "weights direction {seed}: rel {r:.2e}");
+        // Measured 4.41e-9 and 3.4e-9 (2026-12-08); tolerance ≈3× the worst.
+        assert!(r < 1.3e-8, "weights direction {seed}: rel {r:.2e}");
     }
     // The loss value of the forward pass is the network on the final density.
     let value = value_at(&w);

@@ -213,6 +213,9 @@ pub fn run(opts: &Options) -> Result<()> {
         Some(p) => pm_core::io::read_npy_header(p)?.shape.first().copied().unwrap_or(config.box_.mesh),
         None => opts.data_mesh.unwrap_or(config.box_.mesh),
     };
+    if !(2..=4096).contains(&data_mesh_cells) {
+        return Err(Error::invalid("--data-mesh", data_mesh_cells, "2 to 4096 cells per side").into());
+    }
     opts.input.check_memory(&config, job(opts, data_mesh_cells))?;
     // Read and check the observation before anything is written.
     let (observed, data_mesh) = match &opts.observed {
@@ -222,9 +225,6 @@ pub fn run(opts: &Options) -> Result<()> {
         }
         None => (None, opts.data_mesh.unwrap_or(config.box_.mesh)),
     };
-    if !(2..=4096).contains(&data_mesh) {
-        return Err(Error::invalid("--data-mesh", data_mesh, "2 to 4096 cells per side").into());
-    }
     let resolved = format!(
         "{}\n# cosmograd reconstruct: observed = {}, data mesh = {data_mesh}, noise = {:?}, smoothing = {} Mpc/h, schedule (R [Mpc/h]:iterations) = {}, preconditioning = {:?}, fit cosmology = {}{}\n",
         config.to_toml_string(),

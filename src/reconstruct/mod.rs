@@ -55,9 +55,10 @@ pub struct Options {
     #[command(flatten)]
     pub input: Input,
     /// Observed density contrast on a mesh spanning the box (the data mesh, cell-centred like
-    /// the force mesh): .npy of shape (M, M, M), any M ≥ 2, float32 or float64. Without it: the
-    /// embedded mock.
-    #[arg(long, value_name = "D.npy")]
+    /// the force mesh): .npy of shape (M, M, M), any M ≥ 2, float32 or float64; or a
+    /// Gadget-format HDF5 snapshot of the same box, whose particles are painted with CIC on the
+    /// data mesh (M = --data-mesh, else box.mesh). Without it: the embedded mock.
+    #[arg(long, value_name = "D.npy|SNAP.hdf5")]
     pub observed: Option<PathBuf>,
     /// White Gaussian noise of the observation: standard deviation per mesh cell (units of δ),
     /// 1e-8 ≤ SIGMA ≤ 1e8. Mock default: 0.01 (almost noise-free).
@@ -198,13 +199,13 @@ pub fn run(opts: &Options) -> Result<()> {
     // Read and check the observation before anything is written.
     let (observed, data_mesh) = match &opts.observed {
         Some(p) => {
-            let (md, data) = read_observed(p, opts.data_mesh, config.box_.mesh)?;
+            let (md, data) = read_observed(p, opts.data_mesh, config.box_.mesh, config.box_.size)?;
             (Some(data), md)
         }
         None => (None, opts.data_mesh.unwrap_or(config.box_.mesh)),
     };
-    if !(2..=4096).contains(&data_mesh) {
-        return Err(Error::invalid("--data-mesh", data_mesh, "2 to 4096 cells per side").into());
+    if !(2..=inputs::MAX_DATA_MESH).contains(&data_mesh) {
+        return Err(Error::invalid("--data-mesh", data_mesh, format!("2 to {} cells per side", inputs::MAX_DATA_MESH)).into());
     }
     let resolved = format!(
         "{}\n# cosmograd reconstruct: observed = {}, data mesh = {data_mesh}, noise = {:?}, smoothing = {} Mpc/h, schedule (R [Mpc/h]:iterations) = {}, preconditioning = {:?}, fit cosmology = {}{}\n",

@@ -24,6 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub mod gadget;
+pub mod pk_table;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 

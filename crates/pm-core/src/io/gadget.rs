@@ -214,11 +214,16 @@ pub fn write_gadget_hdf5<T: Real>(
 // ---------------------------------------------------------------------------------------------
 
 /// Whether `path` is an HDF5 file: the HDF5 signature at offset 0 or at a user-block boundary
-/// (512, 1024, 2048, ... bytes). False for a file that cannot be read.
+/// (512, 1024, 2048, ... bytes). False for anything but a readable regular file (a FIFO or a
+/// device is never opened here, so it cannot block or stream forever).
 pub fn is_hdf5(path: &Path) -> bool {
     use std::io::{Read, Seek, SeekFrom};
+    let Ok(meta) = std::fs::metadata(path) else { return false };
+    if !meta.is_file() {
+        return false;
+    }
     let Ok(mut f) = std::fs::File::open(path) else { return false };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let len = meta.len();
     let mut at = 0u64;
     while at + 8 <= len {
         let mut sig = [0u8; 8];
@@ -750,6 +755,12 @@ mod tests {
         assert!(s.contains("shape (N, 3)"), "{s}");
         std::fs::write(&path, b"not hdf5 at all").unwrap();
         assert!(!is_hdf5(&path));
+        assert!(!is_hdf5(Path::new("/dev/zero")) && !is_hdf5(&std::env::temp_dir()));
+        // After a 512-byte user block.
+        let mut ub = vec![0u8; 512];
+        ub.extend_from_slice(&HDF5_SIGNATURE);
+        std::fs::write(&path, &ub).unwrap();
+        assert!(is_hdf5(&path));
         let s = one_line(&read_gadget_hdf5(&path, 50.0).unwrap_err());
         assert!(s.contains("not a readable HDF5 file"), "{s}");
         let s = one_line(&read_gadget_hdf5(&tmp("missing.hdf5"), 50.0).unwrap_err());

@@ -13,7 +13,10 @@
 //!
 //! Losses: `field-mse`, L = mean over the force mesh of (δ − δ_T)², δ the CIC density contrast of
 //! the final particles exactly as `simulate` writes `density.npy` (δ_T = 0 without `--target`);
-//! `power`, the P(k) log-ratio χ² against the spectrum of the `--target` density mesh.
+//! `power`, the P(k) log-ratio χ² against the spectrum of the `--target` density mesh. The target
+//! is a `.npy` mesh or a Gadget-format HDF5 snapshot (recognised by the HDF5 signature), whose
+//! `PartType1` particles are painted with CIC on the force mesh after its `BoxSize` is checked
+//! against `box.size` (`pm_core::io::gadget`).
 
 use crate::cli::{resolve_config, thread_pool, Input, Output, Reversal};
 use crate::memory::{self, Job};
@@ -59,8 +62,10 @@ pub struct Options {
     #[command(flatten)]
     pub input: Input,
     /// Target density contrast on the force mesh: .npy of shape (m, m, m) (e.g. a density.npy
-    /// written by `simulate`). field-mse: δ_T = 0 without it; power: required.
-    #[arg(long, value_name = "T.npy")]
+    /// written by `simulate`), or a Gadget-format HDF5 snapshot (e.g. a snapshot.hdf5 written by
+    /// `simulate`, or Gadget's, Arepo's, SWIFT's) whose particles are painted on the force mesh.
+    /// field-mse: δ_T = 0 without it; power: required.
+    #[arg(long, value_name = "T.npy|SNAP.hdf5")]
     pub target: Option<PathBuf>,
     /// The loss: field-mse (mean over the mesh of (δ − δ_T)²) or power (P(k) log-ratio χ²).
     #[arg(long, value_name = "LOSS", default_value = "field-mse")]
@@ -152,8 +157,13 @@ pub fn run(opts: &Options) -> pm_adjoint::Result<()> {
     })
 }
 
-/// Reads the target density mesh: shape (m, m, m) of the force mesh, finite values.
-fn read_target<T: Real>(path: &Path, m: usize) -> Result<Vec<T>> {
+/// Reads the target density mesh: shape (m, m, m) of the force mesh, finite values; or paints
+/// the particles of a Gadget-format HDF5 snapshot of a box of side `box_size` Mpc/h on it.
+fn read_target<T: Real>(path: &Path, m: usize, box_size: f64) -> Result<Vec<T>> {
+    if pm_core::io::gadget::is_hdf5(path) {
+        let data = pm_core::io::gadget::gadget_density(path, box_size, m)?;
+        return Ok(data.into_iter().map(T::of).collect());
+    }
     let (shape, data) = read_npy(path)?;
     if shape != [m, m, m] {
         return Err(Error::Shape {
@@ -173,7 +183,11 @@ fn run_typed<T: Real>(config: &Config, resolved: &str, opts: &Options) -> pm_adj
         Some(path) => (read_white_noise::<T>(path, n)?, read_npy_header(path)?.descr.ends_with("f8")),
         None => (sim.white_noise(), config.run.precision == Precision::F64),
     };
-    let target = opts.target.as_deref().map(|p| read_target::<T>(p, m)).transpose()?;
+    let target = opts
+        .target
+        .as_deref()
+        .map(|p| read_target::<T>(p, m, config.box_.size))
+        .transpose()?;
     let loss: Box<dyn Loss<T>> = match (opts.loss, target) {
         (LossKind::FieldMse, target) => Box::new(FieldMse::new(target)?),
         (LossKind::Power, Some(t)) => {

@@ -8,14 +8,16 @@
 //! `density.npy` (m³ CIC δ on the force mesh, value of cell (i,j,k) at its centre) — the three
 //! in the run's precision (float32 for `precision = "f32"`, float64 for `"f64"`) —,
 //! `power.txt`, `power.png`, `slice.png` (CIC density on the particle grid, projected over
-//! `output.slice_thickness`).
+//! `output.slice_thickness`). The three `.npy` files are those of `output.formats = ["npy"]`;
+//! `"gadget"` adds `snapshot.hdf5`, a Gadget-format HDF5 snapshot ([`crate::output::gadget`]).
 
 use crate::cli::{resolve_config, thread_pool, Input, Output};
 use crate::memory::{self, Job};
+use crate::output::gadget::{format_files, write_gadget_snapshot, GADGET_FILE};
 use crate::output::{check_output_files, create_output_dir, write_power_txt, write_record};
 use crate::plot::{plot_power_png, plot_slice_png};
 use indicatif::{ProgressBar, ProgressStyle};
-use pm_core::config::{Config, Precision};
+use pm_core::config::{Config, OutputFormat, Precision};
 use pm_core::io::{read_white_noise, write_npy_real};
 use pm_core::sim::{Event, Simulation, State};
 use pm_core::{Real, Result};
@@ -35,7 +37,8 @@ pub struct Options {
 
 crate::cli::default_from_command_line!(Options);
 
-/// The files written per snapshot (the final state at a_stop without suffix).
+/// The files written per snapshot with the default `output.formats = ["npy"]` (the final state at
+/// a_stop without suffix); [`snapshot_files`] for any formats.
 pub const SNAPSHOT_FILES: [&str; 6] = [
     "positions.npy",
     "velocities.npy",
@@ -44,6 +47,19 @@ pub const SNAPSHOT_FILES: [&str; 6] = [
     "power.png",
     "slice.png",
 ];
+
+/// The files written per snapshot by a run with `config`: those of each of `output.formats`
+/// (`.npy` arrays, `snapshot.hdf5`), then `power.txt`, `power.png`, `slice.png`.
+pub fn snapshot_files(config: &Config) -> Vec<&'static str> {
+    let mut files: Vec<&'static str> = config
+        .output
+        .formats
+        .iter()
+        .flat_map(|&f| format_files(f).iter().copied())
+        .collect();
+    files.extend(["power.txt", "power.png", "slice.png"]);
+    files
+}
 
 /// The names of every file a run with `config` writes into its output directory.
 pub fn output_files(config: &Config) -> Vec<String> {
@@ -55,7 +71,7 @@ pub fn output_files(config: &Config) -> Vec<String> {
         }
     }
     for t in &tags {
-        for base in SNAPSHOT_FILES {
+        for base in snapshot_files(config) {
             let (stem, ext) = base.split_once('.').expect("file names have extensions");
             names.push(format!("{stem}{t}.{ext}"));
         }
@@ -165,20 +181,37 @@ fn write_snapshot<T: Real>(sim: &Simulation<T>, s: &State<T>, dir: &Path, tag: &
     let np = n * n * n;
     let name = |base: &str, ext: &str| format!("{base}{tag}.{ext}");
     // In the run's precision: an f64 run keeps its precision on disk.
-    let pos = sim.positions(s);
-    write_npy_real(&dir.join(name("positions", "npy")), &[np, 3], pos.as_flattened())?;
-    let vel = sim.velocities(s);
-    write_npy_real(&dir.join(name("velocities", "npy")), &[np, 3], vel.as_flattened())?;
+    let npy = cfg.output.writes(OutputFormat::Npy);
+    if npy {
+        let pos = sim.positions(s);
+        write_npy_real(&dir.join(name("positions", "npy")), &[np, 3], pos.as_flattened())?;
+        let vel = sim.velocities(s);
+        write_npy_real(&dir.join(name("velocities", "npy")), &[np, 3], vel.as_flattened())?;
+    }
+    if cfg.output.writes(OutputFormat::Gadget) {
+        let (stem, ext) = GADGET_FILE.split_once('.').expect("extension");
+        write_gadget_snapshot(sim, s, &dir.join(name(stem, ext)))?;
+    }
     let delta = sim.density(s);
-    write_npy_real(&dir.join(name("density", "npy")), &[m, m, m], &delta)?;
-    let ps = sim.power(&delta);
+    if npy {
+        write_npy_real(&dir.join(name("density", "npy")), &[m, m, m], &delta)?;
+    }
+    let mut ps = sim.power(&delta);
+    if cfg.output.subtract_shot_noise {
+        ps.subtract_shot_noise(pm_core::power::shot_noise(l, np));
+    }
     let p_lin: Vec<f64> = ps.k.iter().map(|&k| sim.p_linear(k, s.a)).collect();
     let header = format!(
-        "cosmograd power spectrum at a = {} (z = {:.4})\nbox {l} Mpc/h, {n}^3 particles, CIC density on a {m}^3 mesh, CIC window {}\nbins: linear shells of width kf = 2pi/L = {:.6e} h/Mpc centred on multiples of kf, up to k_Nyquist; no shot-noise subtraction\nP_lin: linear theory at this a",
+        "cosmograd power spectrum at a = {} (z = {:.4})\nbox {l} Mpc/h, {n}^3 particles, CIC density on a {m}^3 mesh, CIC window {}\nbins: linear shells of width kf = 2pi/L = {:.6e} h/Mpc centred on multiples of kf, up to k_Nyquist; {}\nP_lin: linear theory at this a",
         s.a,
         1.0 / s.a - 1.0,
         if cfg.output.deconvolve { "deconvolved" } else { "not deconvolved" },
-        2.0 * std::f64::consts::PI / l
+        2.0 * std::f64::consts::PI / l,
+        if cfg.output.subtract_shot_noise {
+            format!("shot noise V/N = {:.8e} (Mpc/h)^3 subtracted", pm_core::power::shot_noise(l, np))
+        } else {
+            "no shot-noise subtraction".to_string()
+        }
     );
     write_power_txt(&dir.join(name("power", "txt")), &ps.k, &ps.p, &ps.n_modes, &p_lin, &header)?;
     plot_power_png(
@@ -201,7 +234,7 @@ fn write_snapshot<T: Real>(sim: &Simulation<T>, s: &State<T>, dir: &Path, tag: &
         cfg.output.slice_thickness,
         &format!("projected density, a = {:.3}", s.a),
     )?;
-    Ok(SNAPSHOT_FILES
+    Ok(snapshot_files(cfg)
         .iter()
         .map(|b| {
             let (st, ext) = b.split_once('.').expect("extension");

@@ -2,11 +2,12 @@
 //! ([`lock_output_dir`]), the guard against overwriting another run's outputs
 //! ([`check_output_files`]), creating it, and writing files into it (whole, through a temporary
 //! sibling; the record `config.toml` last, [`write_record`]); the `power.txt` table of
-//! `simulate` ([`power_txt`]).
+//! `simulate` ([`power_txt`]); its Gadget HDF5 snapshots ([`gadget`]).
 
 use pm_core::{Error, Result};
 use std::path::{Path, PathBuf};
 
+pub mod gadget;
 pub mod power_txt;
 
 pub use power_txt::{read_power_txt, write_power_txt, PowerTable};

@@ -86,6 +86,9 @@ pub fn read_noise_power(path: &Path) -> Result<NoiseModel> {
     Ok(model)
 }
 
+/// Largest accepted data mesh (`--data-mesh`, or the mesh an `--observed` snapshot is painted on).
+pub const MAX_DATA_MESH: usize = 4096;
+
 /// Smallest accepted `--noise` σ (units of δ per cell): below it the data term's 1/σ² under- or
 /// overflows f32 and the noise is below the f32 rounding of δ ~ 1 anyway.
 pub const MIN_NOISE_SIGMA: f64 = 1e-8;
@@ -128,8 +131,17 @@ pub(super) fn noise_model(opts: &Options) -> Result<NoiseModel> {
 
 /// Reads the observed density: a cube (m_d, m_d, m_d) with m_d ≥ 2 (equal to `expected` when
 /// given), finite values. Returns (m_d, values). `force_mesh` is named in the error as the
-/// usual choice.
-pub(super) fn read_observed(path: &Path, expected: Option<usize>, force_mesh: usize) -> Result<(usize, Vec<f64>)> {
+/// usual choice. A Gadget-format HDF5 snapshot (HDF5 signature) of a box of side `box_size`
+/// Mpc/h instead has its particles painted on the data mesh, m_d = `expected` or `force_mesh`
+/// ([`pm_core::io::gadget::gadget_density`]).
+pub(super) fn read_observed(path: &Path, expected: Option<usize>, force_mesh: usize, box_size: f64) -> Result<(usize, Vec<f64>)> {
+    if pm_core::io::gadget::is_hdf5(path) {
+        let md = expected.unwrap_or(force_mesh);
+        if !(2..=MAX_DATA_MESH).contains(&md) {
+            return Err(Error::invalid("--data-mesh", md, format!("2 to {MAX_DATA_MESH} cells per side")).into());
+        }
+        return Ok((md, pm_core::io::gadget::gadget_density(path, box_size, md)?));
+    }
     let (shape, data) = read_npy(path)?;
     let md = shape.first().copied().unwrap_or(0);
     let cube = shape.len() == 3 && shape.iter().all(|&s| s == md) && md >= 2;

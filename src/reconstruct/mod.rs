@@ -57,9 +57,10 @@ pub struct Options {
     #[command(flatten)]
     pub input: Input,
     /// Observed density contrast on a mesh spanning the box (the data mesh, cell-centred like
-    /// the force mesh): .npy of shape (M, M, M), any M ≥ 2, float32 or float64. Without it: the
-    /// embedded mock.
-    #[arg(long, value_name = "D.npy")]
+    /// the force mesh): .npy of shape (M, M, M), any M ≥ 2, float32 or float64; or a
+    /// Gadget-format HDF5 snapshot of the same box, whose particles are painted with CIC on the
+    /// data mesh (M = --data-mesh, else box.mesh). Without it: the embedded mock.
+    #[arg(long, value_name = "D.npy|SNAP.hdf5")]
     pub observed: Option<PathBuf>,
     /// White Gaussian noise of the observation: standard deviation per mesh cell (units of δ),
     /// 1e-8 ≤ SIGMA ≤ 1e8. Mock default: 0.01 (almost noise-free).
@@ -213,14 +214,19 @@ pub fn run(opts: &Options) -> Result<()> {
         Some(p) => pm_core::io::read_npy_header(p)?.shape.first().copied().unwrap_or(config.box_.mesh),
         None => opts.data_mesh.unwrap_or(config.box_.mesh),
     };
-    if !(2..=4096).contains(&data_mesh_cells) {
-        return Err(Error::invalid("--data-mesh", data_mesh_cells, "2 to 4096 cells per side").into());
+    if !(2..=inputs::MAX_DATA_MESH).contains(&data_mesh_cells) {
+        return Err(Error::invalid(
+            "--data-mesh",
+            data_mesh_cells,
+            format!("2 to {} cells per side", inputs::MAX_DATA_MESH),
+        )
+        .into());
     }
     opts.input.check_memory(&config, job(opts, data_mesh_cells))?;
     // Read and check the observation before anything is written.
     let (observed, data_mesh) = match &opts.observed {
         Some(p) => {
-            let (md, data) = read_observed(p, opts.data_mesh, config.box_.mesh)?;
+            let (md, data) = read_observed(p, opts.data_mesh, config.box_.mesh, config.box_.size)?;
             (Some(data), md)
         }
         None => (None, opts.data_mesh.unwrap_or(config.box_.mesh)),

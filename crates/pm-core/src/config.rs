@@ -194,6 +194,13 @@ pub struct OutputConfig {
     /// Thickness in Mpc/h of the slab projected in `slice.png` (rounded up to whole mesh
     /// cells; more than the box projects the whole box). Default 16.0.
     pub slice_thickness: f64,
+    /// The particle and mesh file formats written per snapshot: `"npy"` (`positions.npy`,
+    /// `velocities.npy`, `density.npy`) and/or `"gadget"` (`snapshot.hdf5`, a Gadget/SWIFT-style
+    /// HDF5 snapshot, [`crate::io::gadget`]). At least one, no repeats. Default `["npy"]`.
+    pub formats: Vec<OutputFormat>,
+    /// Subtract the Poisson shot noise V/N_particles ((Mpc/h)³) from every bin of `power.txt`
+    /// ([`crate::power::PowerSpectrum::subtract_shot_noise`]). Default false.
+    pub subtract_shot_noise: bool,
 }
 
 impl Default for OutputConfig {
@@ -201,7 +208,37 @@ impl Default for OutputConfig {
         OutputConfig {
             deconvolve: true,
             slice_thickness: 16.0,
+            formats: vec![OutputFormat::Npy],
+            subtract_shot_noise: false,
         }
+    }
+}
+
+impl OutputConfig {
+    /// Whether `format` is among [`OutputConfig::formats`].
+    pub fn writes(&self, format: OutputFormat) -> bool {
+        self.formats.contains(&format)
+    }
+}
+
+/// A file format of the particle and mesh outputs (`output.formats`: `"npy"` | `"gadget"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// NumPy `.npy` arrays: `positions.npy`, `velocities.npy` (N×3) and `density.npy` (m³).
+    Npy,
+    /// A Gadget-format HDF5 snapshot `snapshot.hdf5` (header, `PartType1` coordinates in kpc/h,
+    /// velocities in km/s / √a, IDs), readable by h5py, Pylians' `readgadget` and Gadget-aware
+    /// tools ([`crate::io::gadget`]).
+    Gadget,
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OutputFormat::Npy => "npy",
+            OutputFormat::Gadget => "gadget",
+        })
     }
 }
 
@@ -623,7 +660,27 @@ impl Config {
             "output.slice_thickness",
             o.slice_thickness,
             "a finite slab thickness > 0 in Mpc/h, e.g. 16.0",
-        )
+        )?;
+        if o.formats.is_empty() {
+            return Err(Error::invalid(
+                "output.formats",
+                "[]",
+                "at least one of \"npy\" and \"gadget\", e.g. [\"npy\"] or [\"npy\", \"gadget\"]",
+            ));
+        }
+        for (i, f) in o.formats.iter().enumerate() {
+            if o.formats[..i].contains(f) {
+                return Err(Error::invalid(
+                    format!("output.formats[{i}]"),
+                    format!("\"{f}\""),
+                    format!(
+                        "each format once (\"{f}\" is already output.formats[{}])",
+                        o.formats.iter().position(|g| g == f).unwrap_or(0)
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -680,6 +737,8 @@ fn key_comment(section: &str, key: &str) -> Option<&'static str> {
         ("force", "gradient") => "\"spectral\" | \"fd4\"",
         ("output", "deconvolve") => "CIC window deconvolved in power.txt",
         ("output", "slice_thickness") => "Mpc/h, slab projected in slice.png",
+        ("output", "formats") => "\"npy\" and/or \"gadget\" (snapshot.hdf5)",
+        ("output", "subtract_shot_noise") => "V/N subtracted in power.txt",
         _ => return None,
     })
 }
@@ -787,6 +846,8 @@ mod tests {
         assert_eq!(cfg.force.gradient, Gradient::Spectral);
         assert!(cfg.output.deconvolve);
         assert_eq!(cfg.output.slice_thickness, 16.0);
+        assert_eq!(cfg.output.formats, vec![OutputFormat::Npy]);
+        assert!(!cfg.output.subtract_shot_noise);
     }
 
     #[test]
@@ -825,6 +886,8 @@ gradient = "fd4"
 [output]
 deconvolve = false
 slice_thickness = 8.5
+formats = ["gadget", "npy"]
+subtract_shot_noise = true
 "#;
         let cfg = parse(s).unwrap();
         cfg.validate().unwrap();
@@ -839,6 +902,9 @@ slice_thickness = 8.5
         assert!(cfg.run.fixed_amplitude && cfg.run.paired);
         assert_eq!(cfg.force.gradient, Gradient::Fd4);
         assert!(!cfg.output.deconvolve);
+        assert_eq!(cfg.output.formats, vec![OutputFormat::Gadget, OutputFormat::Npy]);
+        assert!(cfg.output.subtract_shot_noise);
+        assert!(cfg.output.writes(OutputFormat::Gadget) && cfg.output.writes(OutputFormat::Npy));
         let c = cfg.cosmology.clone();
         assert_eq!((c.omega_m, c.w0, c.wa, c.omega_k), (0.3, -0.9, 0.1, 0.01));
         // ... and the resolved file parses back to the same thing.
@@ -890,6 +956,8 @@ slice_thickness = 8.5
             "gradient",
             "deconvolve",
             "slice_thickness",
+            "formats",
+            "subtract_shot_noise",
         ] {
             assert!(
                 text.lines().any(|l| l.trim_start().starts_with(&format!("{key} ="))),
@@ -940,6 +1008,13 @@ slice_thickness = 8.5
         assert!(s.contains("line 2") && s.contains("f16") && s.contains("f32"), "{s}");
         let s = one_line(&parse("[time]\nspacing = \"log\"\n").unwrap_err());
         assert!(s.contains("loga"), "{s}");
+        let s = one_line(&parse("[output]\nformats = [\"npy\", \"hdf5\"]\n").unwrap_err());
+        assert!(
+            s.starts_with("config.toml: line 2: output.formats: unknown variant `hdf5`, expected `npy` or `gadget`"),
+            "{s}"
+        );
+        let s = one_line(&parse("[output]\nformats = \"gadget\"\n").unwrap_err());
+        assert!(s.contains("line 2") && s.contains("output.formats"), "{s}");
         let s = one_line(&parse("[force]\ngradient = \"fd2\"\n").unwrap_err());
         assert!(s.contains("fd4"), "{s}");
         let s = one_line(&parse("[cosmology]\ntransfer = \"\"\n").unwrap_err());
@@ -1020,6 +1095,12 @@ slice_thickness = 8.5
         assert_eq!(invalid_field(&bad(&|c| c.run.threads = 5000)), "run.threads");
         assert_eq!(invalid_field(&bad(&|c| c.run.seed = u64::MAX)), "run.seed");
         assert_eq!(invalid_field(&bad(&|c| c.output.slice_thickness = 0.0)), "output.slice_thickness");
+        let e = bad(&|c| c.output.formats.clear());
+        assert_eq!(invalid_field(&e), "output.formats");
+        assert!(e.to_string().contains("at least one of \"npy\" and \"gadget\""), "{e}");
+        let e = bad(&|c| c.output.formats = vec![OutputFormat::Gadget, OutputFormat::Npy, OutputFormat::Gadget]);
+        assert_eq!(invalid_field(&e), "output.formats[2]");
+        assert!(e.to_string().contains("already output.formats[0]"), "{e}");
         // Accepted edge cases.
         let mut c = Config::default();
         c.time.snapshots = vec![0.03, 0.5, 1.0];

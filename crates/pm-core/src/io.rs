@@ -1,4 +1,5 @@
-//! `.npy` files: the white-noise input and the array outputs (positions, velocities, density).
+//! `.npy` files: the white-noise input and the array outputs (positions, velocities, density);
+//! Gadget-format HDF5 snapshots in [`gadget`]; writing any file whole ([`write_atomic`]).
 //!
 //! The NumPy format (<https://numpy.org/neps/nep-0001-npy-format.html>) is read and written
 //! here by hand, so that every way a file can be wrong gets its own one-line error naming the
@@ -21,6 +22,9 @@ use crate::error::{Error, Result};
 use crate::float::Real;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+pub mod gadget;
+pub mod pk_table;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 

@@ -249,40 +249,16 @@ pub struct PowerTable {
 
 impl PowerTable {
     /// Reads a text table: at least two whitespace-separated columns k [h/Mpc] and P [(Mpc/h)³]
-    /// at z = 0 (CLASS `*_pk.dat`, CAMB `*_matterpower.dat`); everything after `#` on a line and
-    /// blank lines are skipped, extra columns ignored. Errors ([`Error::File`] with the line
-    /// number): unreadable file, a non-numeric field, fewer than 2 columns, k ≤ 0 or not finite, k
-    /// not strictly increasing, P ≤ 0 or not finite, fewer than 4 rows.
+    /// at z = 0 (CLASS `*_pk.dat`, CAMB `*_matterpower.dat`, their comment headers included);
+    /// everything after `#` on a line and blank lines are skipped, extra columns ignored
+    /// ([`crate::io::pk_table`], which also refuses a header that marks another redshift, a
+    /// non-linear spectrum, a transfer-function table or k in 1/Mpc). Errors ([`Error::File`]
+    /// with the line number): unreadable file, a non-numeric field, fewer than 2 columns, k ≤ 0 or
+    /// not finite, k not strictly increasing, P ≤ 0 or not finite, fewer than 4 rows.
     pub fn from_file(path: &Path) -> Result<PowerTable> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read the P(k) table: {e}")))?;
-        let (mut k, mut p, mut line_of) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, line) in text.lines().enumerate() {
-            let lineno = i + 1;
-            let data = line.split('#').next().unwrap_or("");
-            let fields: Vec<&str> = data.split_whitespace().collect();
-            if fields.is_empty() {
-                continue;
-            }
-            if fields.len() < 2 {
-                return Err(Error::file(
-                    path,
-                    format!("line {lineno}: found 1 column, expected at least 2 (k [h/Mpc] and P [(Mpc/h)^3])"),
-                ));
-            }
-            let num = |s: &str, what: &str| -> Result<f64> {
-                s.parse::<f64>().map_err(|_| {
-                    Error::file(
-                        path,
-                        format!("line {lineno}: {what} = `{s}` is not a number (comments must start with #)"),
-                    )
-                })
-            };
-            k.push(num(fields[0], "k")?);
-            p.push(num(fields[1], "P")?);
-            line_of.push(lineno);
-        }
-        Self::build(k, p, |row, msg| match row {
-            Some(r) => Error::file(path, format!("line {}: {msg}", line_of[r])),
+        let rows = crate::io::pk_table::read_pk_rows(path)?;
+        Self::build(rows.k, rows.p, |row, msg| match row {
+            Some(r) => Error::file(path, format!("line {}: {msg}", rows.line[r])),
             None => Error::file(path, msg),
         })
     }

@@ -2,7 +2,9 @@
 //!
 //! **Estimator.** For a real field δ on an m³ mesh in a box of side L, with
 //! `δ(k) = Σ_x δ(x) e^{−ik·x}`: `P̂(k) = |δ(k)|² V / N_cells²` (V = L³), optionally divided by the
-//! CIC window squared `W(k)² = Π_d sinc⁴(π ν_d/m)` (deconvolution), no shot-noise subtraction.
+//! CIC window squared `W(k)² = Π_d sinc⁴(π ν_d/m)` (deconvolution). No shot-noise subtraction
+//! unless asked for: [`PowerSpectrum::subtract_shot_noise`] with [`shot_noise`] = V/N removes the
+//! Poisson level of N particles from every bin (`output.subtract_shot_noise`).
 //! Cross spectra use `Re[δ_a(k) δ_b*(k)]`; `r(k) = P_ab/sqrt(P_aa P_bb)`.
 //!
 //! **Binning.** Linear shells of width k_f = 2π/L centred on multiples of k_f: bin j ≥ 1 holds the
@@ -46,6 +48,26 @@ pub struct PowerSpectrum {
     pub p: Vec<f64>,
     /// Number of Fourier modes in each bin (full spectrum).
     pub n_modes: Vec<u64>,
+}
+
+impl PowerSpectrum {
+    /// Subtracts a constant shot-noise power `shot` in (Mpc/h)³ from every bin, usually
+    /// [`shot_noise`]`(L, N)` = V/N for N particles (`output.subtract_shot_noise` in `power.txt`).
+    ///
+    /// V/N is the Poisson level, the convention of Pylians' and nbodykit's users and the
+    /// large-scale limit of the CIC-sampled noise; on the CIC mesh the true noise of a Poisson set
+    /// falls below it towards k_Nyquist (Jing 2005: V/N Π_d [1 − ⅔ sin²(πν_d/(2m))] before
+    /// deconvolution), and particles that started on a lattice carry much less than Poisson noise
+    /// on large scales. The result can therefore be negative where the signal is below V/N.
+    pub fn subtract_shot_noise(&mut self, shot: f64) {
+        self.p.iter_mut().for_each(|p| *p -= shot);
+    }
+}
+
+/// Poisson shot noise of `n_particles` particles in a periodic box of side `box_size` Mpc/h:
+/// V/N = L³/N in (Mpc/h)³.
+pub fn shot_noise(box_size: f64, n_particles: usize) -> f64 {
+    box_size.powi(3) / n_particles as f64
 }
 
 /// Auto spectra of two fields, their cross spectrum and the correlation coefficient per bin.
@@ -303,6 +325,39 @@ pub fn velocity_field<T: Real>(cic: &Cic, disp: &[[T; 3]], vel: &[[T; 3]], sc: &
 mod tests {
     use super::*;
     use crate::noise::white_noise;
+
+    #[test]
+    fn poisson_particles_have_shot_noise_v_over_n() {
+        // N uniform random particles: P(k) → V/N at low k (CIC window ≈ 1 there, Jing's factor
+        // ≈ 1); subtracting shot_noise leaves zero within the scatter.
+        let (n, m, l) = (32usize, 32usize, 64.0);
+        let np = n * n * n;
+        let mut state = 0x2545F4914F6CDD1Du64;
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let cic = Cic::new(n, m, l);
+        // Positions uniform in the box, written as displacements from the lattice sites.
+        let disp: Vec<[f64; 3]> = (0..np).map(|_| [uniform() * l, uniform() * l, uniform() * l]).collect();
+        let delta = cic.density(&disp);
+        let geom = MeshGeom::new(m, l);
+        let mut ps = power_spectrum(&delta, &geom, &Fft3::<f64>::new(m), Deconvolve::None);
+        let shot = shot_noise(l, np);
+        assert_eq!(shot, 64.0f64.powi(3) / 32768.0);
+        let low: Vec<usize> = (0..ps.k.len()).filter(|&i| ps.k[i] < geom.kf() * m as f64 / 8.0).collect();
+        let modes: f64 = low.iter().map(|&i| ps.n_modes[i] as f64).sum();
+        let mean = |ps: &PowerSpectrum| low.iter().map(|&i| ps.p[i] * ps.n_modes[i] as f64).sum::<f64>() / modes;
+        let sigma = shot * (2.0 / modes).sqrt();
+        let before = mean(&ps);
+        assert!((before - shot).abs() < 5.0 * sigma + 0.03 * shot, "P = {before}, V/N = {shot}");
+        ps.subtract_shot_noise(shot);
+        let after = mean(&ps);
+        assert!((after - (before - shot)).abs() < 1e-12 * shot);
+        assert!(after.abs() < 5.0 * sigma + 0.03 * shot, "{after}");
+    }
 
     #[test]
     fn white_noise_has_flat_spectrum_and_correct_mode_counts() {

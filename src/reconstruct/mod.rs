@@ -211,6 +211,8 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     // The memory check before the observation is read (its header gives the data mesh).
     let data_mesh_cells = match &opts.observed {
+        // A Gadget snapshot is painted on --data-mesh or the force mesh.
+        Some(p) if pm_core::io::gadget::is_hdf5(p) => opts.data_mesh.unwrap_or(config.box_.mesh),
         Some(p) => pm_core::io::read_npy_header(p)?.shape.first().copied().unwrap_or(config.box_.mesh),
         None => opts.data_mesh.unwrap_or(config.box_.mesh),
     };

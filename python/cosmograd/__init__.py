@@ -12,6 +12,8 @@ order; results are C-order arrays in the run's precision (``run.precision``).
 - :func:`power_spectrum`, :func:`cross_correlation`: binned P(k) and r(k) of meshes.
 - :func:`value_and_grad`: a loss and its gradients with respect to the white noise and the
   cosmological parameters (``cosmograd gradient``).
+- :func:`reconstruct`: the maximum-a-posteriori white noise of an observed density mesh
+  (``cosmograd reconstruct``), with its diagnostics.
 - :func:`vjp`: cotangents of the final density / positions / velocities pulled back to the white
   noise and the cosmological parameters (one forward and one reverse-time pass).
 - :mod:`cosmograd.jax`, :mod:`cosmograd.torch`: differentiable ``density``, ``positions`` and
@@ -27,6 +29,7 @@ from ._native import (
     __version__,
     cross_correlation,
     power_spectrum,
+    reconstruct,
     simulate,
     value_and_grad,
     vjp,
@@ -53,6 +56,7 @@ __all__ = [
     "__version__",
     "cross_correlation",
     "power_spectrum",
+    "reconstruct",
     "simulate",
     "value_and_grad",
     "vjp",

@@ -6,7 +6,7 @@
 //!   TOML sections, a TOML file or TOML text;
 //! - `simulate`, `power_spectrum`, `cross_correlation` ([`forward`]);
 //! - `value_and_grad` and `vjp` ([`adjoint`]): the reverse-time adjoint of pm-adjoint;
-//! - `reconstruct` (to come).
+//! - `reconstruct` ([`recon`]): the CLI's reconstruction, its arrays and diagnostics returned.
 //!
 //! Conventions shared by every function:
 //! - arrays come in as any NumPy float32/float64 array in C or Fortran order (read in logical C
@@ -26,6 +26,7 @@ mod compute;
 mod config;
 mod errors;
 mod forward;
+mod recon;
 
 /// cosmograd's native module: differentiable particle-mesh N-body simulations (Rust).
 /// Use it through the `cosmograd` package (docs/python.md).
@@ -38,6 +39,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(forward::cross_correlation, m)?)?;
     m.add_function(wrap_pyfunction!(adjoint::value_and_grad, m)?)?;
     m.add_function(wrap_pyfunction!(adjoint::vjp, m)?)?;
+    m.add_function(wrap_pyfunction!(recon::reconstruct, m)?)?;
     m.add_function(wrap_pyfunction!(compute::_panic_for_tests, m)?)?;
     Ok(())
 }

@@ -44,7 +44,7 @@ impl<T: Real> Snapshot<T> {
         }
     }
 
-    fn to_dict<'py>(self, py: Python<'py>, n_particles: usize, m: usize) -> PyResult<Bound<'py, PyDict>>
+    fn into_dict<'py>(self, py: Python<'py>, n_particles: usize, m: usize) -> PyResult<Bound<'py, PyDict>>
     where
         T: Element,
     {
@@ -200,9 +200,9 @@ fn simulate_typed<'py, T: Real + Element>(
     let mut last = None;
     for s in snaps {
         if s.a == a_stop {
-            last = Some(s.to_dict(py, np, m)?);
+            last = Some(s.into_dict(py, np, m)?);
         } else {
-            earlier.push(s.to_dict(py, np, m)?);
+            earlier.push(s.into_dict(py, np, m)?);
         }
     }
     let d = last.ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("cosmograd internal error: the run did not reach a_stop"))?;

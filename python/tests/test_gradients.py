@@ -31,13 +31,24 @@ def test_white_noise_gradient_matches_finite_differences(lpt):
         assert rel(fd, np.vdot(g["white_noise"], d)) < TOL, (fd, np.vdot(g["white_noise"], d))
 
 
-@pytest.mark.parametrize("param", ["omega_m", "sigma8", "h", "n_s", "w0"])
-def test_cosmology_gradient_matches_finite_differences(param):
-    cfg = cosmograd.Config(tiny("f64", steps=3))
+# Every parameter, for a sigma8-normalised LCDM run and an A_s-normalised w0waCDM run with
+# curvature (as pm-adjoint's own test; Omega_k and wa at 0 take an absolute step).
+NORMALISED = {
+    "sigma8": {},
+    "a_s": {"sigma8": None, "a_s": 2.1e-9, "w0": -0.9, "wa": 0.1, "omega_k": 0.01},
+}
+
+
+@pytest.mark.parametrize("norm", sorted(NORMALISED))
+@pytest.mark.parametrize("param", ["omega_m", "omega_b", "h", "n_s", "amplitude", "w0", "wa", "omega_k", "t_cmb"])
+def test_cosmology_gradient_matches_finite_differences(param, norm):
+    cfg = cosmograd.Config(tiny("f64", steps=3)).replace({"cosmology": NORMALISED[norm]})
+    param = norm if param == "amplitude" else param
     w = rng(20).standard_normal((8, 8, 8))
     _, g = cosmograd.value_and_grad(cfg, w)
+    assert ("sigma8" in g["cosmology"]) == (norm == "sigma8") and ("a_s" in g["cosmology"]) == (norm == "a_s")
     v = cfg.to_dict()["cosmology"][param]
-    h = 1e-6 * abs(v)
+    h = 1e-6 * abs(v) or 1e-6
 
     def at(x):
         return loss_at(cfg.replace({"cosmology": {param: x}}), w)

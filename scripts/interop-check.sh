@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python interoperability check: cosmograd's Gadget HDF5 snapshots and power.txt read by
-# h5py and Pylians (readgadget, Pk_library); python/tests/test_interop.py says what is checked.
+# h5py and Pylians (readgadget, Pk_library); python/interop/test_interop.py says what is checked.
 #
 #   scripts/interop-check.sh                  # builds what `cargo test --workspace` builds, then checks
 #   COSMOGRAD_BIN=target/release/cosmograd scripts/interop-check.sh   # an existing binary
@@ -30,4 +30,4 @@ if [ -z "${COSMOGRAD_BIN:-}" ]; then
     cargo test --workspace --no-run
     export COSMOGRAD_BIN=target/debug/cosmograd
 fi
-"$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests
+"$venv/bin/python" -m pytest -q -p no:cacheprovider python/interop

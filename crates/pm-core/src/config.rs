@@ -401,21 +401,27 @@ impl Config {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
+        cfg.resolve_paths(dir);
+        Ok(cfg)
+    }
+
+    /// Makes the relative file paths of the configuration (`cosmology.transfer`,
+    /// `run.white_noise`) absolute against `dir`, the directory of the file they were read from.
+    pub fn resolve_paths(&mut self, dir: &Path) {
         let resolve = |p: &Path| {
             let joined = dir.join(p);
             std::path::absolute(&joined).unwrap_or(joined)
         };
-        if let TransferChoice::File(p) = &cfg.cosmology.transfer {
+        if let TransferChoice::File(p) = &self.cosmology.transfer {
             if p.is_relative() {
-                cfg.cosmology.transfer = TransferChoice::File(resolve(p));
+                self.cosmology.transfer = TransferChoice::File(resolve(p));
             }
         }
-        if let Some(p) = &cfg.run.white_noise {
+        if let Some(p) = &self.run.white_noise {
             if p.is_relative() {
-                cfg.run.white_noise = Some(resolve(p));
+                self.run.white_noise = Some(resolve(p));
             }
         }
-        Ok(cfg)
     }
 
     /// The fully resolved configuration as TOML: every key written (with its unit as a

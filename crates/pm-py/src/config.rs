@@ -10,7 +10,6 @@
 
 use crate::errors::{py_err, ToPyErr};
 use pm_core::config::Config;
-use pm_core::cosmology::TransferChoice;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -47,7 +46,7 @@ impl PyConfig {
     #[staticmethod]
     fn from_toml(text: &str) -> PyResult<Self> {
         let mut cfg = Config::from_toml_str(text, "config text").map_err(content_error)?;
-        absolutise(&mut cfg, Path::new("."));
+        cfg.resolve_paths(Path::new("."));
         cfg.validate().map_err(py_err)?;
         Ok(PyConfig { inner: cfg })
     }
@@ -72,7 +71,7 @@ impl PyConfig {
         let mut base = toml::Value::try_from(&self.inner).map_err(|e| PyValueError::new_err(format!("config: {e}")))?;
         merge(&mut base, changes, "")?;
         let mut cfg = parse_value(&base)?;
-        absolutise(&mut cfg, Path::new("."));
+        cfg.resolve_paths(Path::new("."));
         cfg.validate().map_err(py_err)?;
         Ok(PyConfig { inner: cfg })
     }
@@ -147,7 +146,7 @@ pub fn resolve(source: Option<&Bound<'_, PyAny>>) -> PyResult<Config> {
                 let mut table = toml::Value::Table(Default::default());
                 merge(&mut table, d, "")?;
                 let mut cfg = parse_value(&table)?;
-                absolutise(&mut cfg, Path::new("."));
+                cfg.resolve_paths(Path::new("."));
                 cfg
             } else if obj.is_instance_of::<PyString>() || obj.hasattr("__fspath__")? {
                 let path: PathBuf = obj.extract()?;
@@ -196,24 +195,6 @@ fn parse_value(table: &toml::Value) -> PyResult<Config> {
         }
         e => e.to_py(),
     })
-}
-
-/// Makes relative file paths absolute against `dir` (what `Config::load` does for a file).
-fn absolutise(cfg: &mut Config, dir: &Path) {
-    let resolve = |p: &Path| {
-        let joined = dir.join(p);
-        std::path::absolute(&joined).unwrap_or(joined)
-    };
-    if let TransferChoice::File(p) = &cfg.cosmology.transfer {
-        if p.is_relative() {
-            cfg.cosmology.transfer = TransferChoice::File(resolve(p));
-        }
-    }
-    if let Some(p) = &cfg.run.white_noise {
-        if p.is_relative() {
-            cfg.run.white_noise = Some(resolve(p));
-        }
-    }
 }
 
 /// Merges the dict `d` into the TOML table `base` (nested dicts into tables, key by key; None

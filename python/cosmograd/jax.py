@@ -33,10 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import cosmograd as _cg
+from cosmograd._request import NAMES as _NAMES
+from cosmograd._request import check_request as _check_request
+from cosmograd._request import check_white_noise_shape as _check_white_noise_shape
 
 __all__ = ["density", "positions", "velocities", "outputs"]
 
-_NAMES = ("density", "positions", "velocities")
 
 
 def density(white_noise, cosmology=None, config=None):
@@ -62,21 +64,9 @@ def outputs(white_noise, cosmology=None, config=None, names=_NAMES):
     """Several outputs of one run: a dict with the requested ``names`` among "density",
     "positions", "velocities". One host run forward and one adjoint run backward for all of them
     (cheaper than calling :func:`density` and :func:`positions` apart)."""
-    cfg = config if isinstance(config, _cg.Config) else _cg.Config(config)
-    names = tuple(names)
-    for name in names:
-        if name not in _NAMES:
-            raise ValueError(f"unknown output `{name}`: expected density, positions or velocities")
-    cosmology = dict(cosmology or {})
-    for key in cosmology:
-        if key not in _cg.COSMOLOGY_PARAMETERS:
-            raise ValueError(
-                f"unknown cosmological parameter `{key}`: expected one of {', '.join(_cg.COSMOLOGY_PARAMETERS)}"
-            )
+    cfg, names, cosmology = _check_request(config, cosmology, names)
     w = jnp.asarray(white_noise)
-    n = cfg.particles
-    if w.shape != (n, n, n):
-        raise ValueError(f"white noise has shape {tuple(w.shape)}, expected shape {(n, n, n)} = (box.particles,)*3")
+    _check_white_noise_shape(w.shape, cfg.particles)
     if w.dtype not in (jnp.float32, jnp.float64):
         raise ValueError(f"white noise has dtype {w.dtype}, expected float32 or float64")
     cosmology = {k: jnp.asarray(v) for k, v in cosmology.items()}
